@@ -1,0 +1,3 @@
+from jftzoo.cli import main
+
+main()

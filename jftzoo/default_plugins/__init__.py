@@ -1,0 +1,1 @@
+"""Built-in encoders, registered through the same hook third-party plugins use."""

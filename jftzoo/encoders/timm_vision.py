@@ -1,0 +1,142 @@
+"""Vision encoders from timm (ResNet, ConvNeXt, EfficientNet, ViT, ...), with timm's own transforms.
+
+Spec options understood by `build`:
+  arch              timm architecture name, e.g. "convnext_tiny"
+  state_dict_layout "timm" (default) or "ordered": a checkpoint from another implementation whose
+                    tensors line up one-to-one, in order and shape, with timm's (EfficientNet-Lite0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from jftzoo import weights as wsrc
+from jftzoo.encoders.base import Encoder, EncoderOutput, groups_from_param_names
+from jftzoo.errors import WeightsUnavailableError
+from jftzoo.images import load_image
+from jftzoo.registry import EncoderSpec
+
+
+class TimmVisionEncoder(Encoder):
+    """A timm backbone without its classifier; tokens are its final feature map's positions."""
+
+    modality = "vision"
+
+    def __init__(self, name: str, model: nn.Module, weight_source: wsrc.WeightSource) -> None:
+        super().__init__(name, weight_source)
+        import timm.data
+
+        self.model = model
+        self.data_config = timm.data.resolve_data_config({}, model=model)
+        self.transform = timm.data.create_transform(**self.data_config)  # eval transform
+        self.token_dim = int(model.num_features)
+        self.embed_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+    def preprocess(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        pixels = [self.transform(load_image(item, i)) for i, item in enumerate(items)]  # each (3, H, W)
+        if not pixels:
+            size = self.data_config["input_size"]
+            return {"pixel_values": torch.empty(0, *size)}
+        return {"pixel_values": torch.stack(pixels)}  # (B, 3, H, W)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]
+        feats = self.model.forward_features(batch["pixel_values"])  # (B, C, h, w) CNN | (B, N, C) ViT
+        pooled = self.model.forward_head(feats, pre_logits=True)  # (B, D)
+        tokens = feats.flatten(2).transpose(1, 2) if feats.ndim == 4 else feats  # (B, N, Dt)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)  # (B, N)
+        return EncoderOutput(pooled=pooled, tokens=tokens, mask=mask)
+
+    def layer_groups(self) -> list[list[nn.Module]]:
+        from timm.models import group_parameters
+
+        grouped = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        return groups_from_param_names(self.model, [grouped[k] for k in sorted(grouped)])
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
+    if path.is_dir():
+        for candidate in ("model.safetensors", "pytorch_model.bin", "model.pth"):
+            if (path / candidate).is_file():
+                path = path / candidate
+                break
+        else:
+            raise FileNotFoundError(f"{path} holds no model.safetensors, pytorch_model.bin or model.pth")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def map_in_order(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename a foreign checkpoint's tensors onto the model's by position, checking every shape."""
+    target = model.state_dict()
+    src = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in target if not k.endswith("num_batches_tracked")]
+    classifier = [k for k, _ in src if k.startswith(("_fc.", "fc.", "classifier.", "head."))]
+    src = [(k, v) for k, v in src if k not in classifier] if len(src) > len(dst) else src
+    if len(src) != len(dst):
+        raise ValueError(f"checkpoint has {len(src)} tensors, the model {len(dst)}")
+    mapped = {}
+    for (sk, sv), dk in zip(src, dst, strict=False):
+        if sv.shape != target[dk].shape:
+            raise ValueError(f"tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(target[dk].shape)}")
+        mapped[dk] = sv
+    return mapped
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], spec: EncoderSpec) -> None:
+    """Load a checkpoint, dropping only the classifier head the encoder does not use."""
+    own = model.state_dict()
+    if spec.options.get("state_dict_layout") == "ordered" and not (set(state) & set(own)):
+        state = map_in_order(state, model)
+    classifier = model.pretrained_cfg.get("classifier", "head")
+    prefixes = tuple(f"{c}." for c in ((classifier,) if isinstance(classifier, str) else classifier))
+    state = {k: v for k, v in state.items() if not k.startswith(prefixes) or k in own}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not fit {spec.options['arch']}: {len(missing)} missing tensors "
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}"
+        )
+
+
+def build(spec: EncoderSpec, pretrained: bool = True, weights: str | Path | None = None) -> TimmVisionEncoder:
+    import timm
+
+    model = timm.create_model(spec.options["arch"], pretrained=False, num_classes=0)
+    source = wsrc.RANDOM
+    if pretrained:
+
+        def load_local(path: Path) -> None:
+            load_into(model, read_state_dict(path), spec)
+
+        def load_hub(hub_id: str, local_only: bool) -> None:
+            from huggingface_hub import hf_hub_download
+
+            errors = []
+            for filename in ("model.safetensors", "pytorch_model.bin"):
+                try:
+                    file = hf_hub_download(hub_id, filename, local_files_only=local_only)
+                except Exception as exc:
+                    errors.append(exc)
+                    continue
+                load_into(model, read_state_dict(Path(file)), spec)
+                return
+            raise errors[0]
+
+        _, source = wsrc.resolve(spec, weights, load_local, load_hub)
+    if not isinstance(source, wsrc.WeightSource):  # pragma: no cover - defensive
+        raise WeightsUnavailableError(f"encoder {spec.name!r}: no weight source")
+    return TimmVisionEncoder(spec.name, model, source)

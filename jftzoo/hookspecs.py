@@ -1,0 +1,17 @@
+"""Plugin hook specifications: each hook hands the plugin a `register` callback."""
+
+from __future__ import annotations
+
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("jftzoo")
+hookimpl = HookimplMarker("jftzoo")
+
+
+@hookspec
+def register_encoders(register):  # type: ignore[no-untyped-def]
+    """Register encoders: call ``register(EncoderSpec(...))`` once per encoder.
+
+    Keep it cheap: a spec names a factory (ideally a ``"module:function"`` string) and nothing
+    is built or imported until someone asks for that encoder.
+    """
