@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import jftzoo
+import jftzoo.weights
 from jftzoo.encoders.base import Encoder
 from jftzoo.errors import TokenizerUnavailableError
 
@@ -124,3 +125,18 @@ def test_embed_is_deterministic_and_keeps_order(name: str):
     singles = torch.cat([enc.embed([x], batch_size=1) for x in items])
     torch.testing.assert_close(first, singles, atol=1e-4, rtol=1e-4)
     assert enc.embed([], batch_size=4).shape == (0, enc.embed_dim)
+
+
+def test_channels_last_feature_maps_become_spatial_tokens():
+    """timm models whose features are (B, H, W, C) (Swin) still give one token per position."""
+    import timm
+
+    from jftzoo.encoders.timm_vision import TimmVisionEncoder
+
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=0)
+    enc = TimmVisionEncoder("swin-test", model, jftzoo.weights.RANDOM).eval()
+    out = enc(enc.preprocess([Image.new("RGB", (224, 224), "green")]))
+    assert enc.channels_last
+    assert out.tokens.shape == (1, 49, 768) and out.pooled.shape == (1, 768)
+    torch.testing.assert_close(out.tokens.mean(1), model.forward_features(enc.preprocess(
+        [Image.new("RGB", (224, 224), "green")])["pixel_values"]).mean((1, 2)))

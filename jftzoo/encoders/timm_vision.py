@@ -34,6 +34,7 @@ class TimmVisionEncoder(Encoder):
         self.model = model
         self.data_config = timm.data.resolve_data_config({}, model=model)
         self.transform = timm.data.create_transform(**self.data_config)  # eval transform
+        self.channels_last = str(getattr(model, "output_fmt", "NCHW")) == "NHWC"  # Swin and friends
         self.token_dim = int(model.num_features)
         self.embed_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
 
@@ -45,9 +46,12 @@ class TimmVisionEncoder(Encoder):
         return {"pixel_values": torch.stack(pixels)}  # (B, 3, H, W)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]
-        feats = self.model.forward_features(batch["pixel_values"])  # (B, C, h, w) CNN | (B, N, C) ViT
+        feats = self.model.forward_features(batch["pixel_values"])  # (B, C, h, w) | (B, h, w, C) | (B, N, C)
         pooled = self.model.forward_head(feats, pre_logits=True)  # (B, D)
-        tokens = feats.flatten(2).transpose(1, 2) if feats.ndim == 4 else feats  # (B, N, Dt)
+        if feats.ndim == 4:  # a feature map: one token per spatial position
+            tokens = feats.flatten(1, 2) if self.channels_last else feats.flatten(2).transpose(1, 2)  # (B, h*w, C)
+        else:
+            tokens = feats  # (B, N, Dt) ViT: class token + patches
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)  # (B, N)
         return EncoderOutput(pooled=pooled, tokens=tokens, mask=mask)
 
