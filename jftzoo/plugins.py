@@ -146,6 +146,10 @@ def load_plugins() -> None:
 def register_plugin(plugin: object, name: str) -> None:
     """Register an in-process plugin object (tests, notebooks); `unregister_plugin` undoes it."""
     load_plugins()
+    if pm.get_plugin(name) is plugin:
+        return  # already loaded (e.g. through its entry point): nothing to do
+    if pm.get_plugin(name) is not None:
+        raise ValueError(f"a different plugin is already registered as {name!r}; unregister_plugin({name!r}) first")
     pm.register(plugin, name=name)
     plugin_infos[name] = PluginInfo(name, None, None, builtin=False, module=plugin)
 

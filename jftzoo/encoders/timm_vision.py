@@ -34,7 +34,8 @@ class TimmVisionEncoder(Encoder):
         self.model = model
         self.data_config = timm.data.resolve_data_config({}, model=model)
         self.transform = timm.data.create_transform(**self.data_config)  # eval transform
-        self.channels_last = str(getattr(model, "output_fmt", "NCHW")) == "NHWC"  # Swin and friends
+        fmt = getattr(model, "output_fmt", "NCHW")
+        self.channels_last = getattr(fmt, "value", fmt) == "NHWC"  # Swin and friends (timm Format or str)
         self.token_dim = int(model.num_features)
         self.embed_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
 
