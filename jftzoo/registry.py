@@ -112,7 +112,19 @@ class EncoderRegistry:
         self._specs[spec.name] = spec
         for key in (spec.name, *spec.aliases):
             if key in taken and key != spec.name:
-                continue  # an alias that collides with an existing name/alias is ignored
+                owner = self._specs[self._lookup[key.lower()]]
+                self.problems.append(
+                    plugins.PluginProblem(
+                        plugin=provider,
+                        distribution=distribution,
+                        stage="duplicate",
+                        error=(
+                            f"alias {key!r} of encoder {spec.name!r} ({provider}) is already taken by "
+                            f"{owner.name!r} ({owner.provider}); the alias is ignored"
+                        ),
+                    )
+                )
+                continue
             self._lookup[key.lower()] = spec.name
 
     def names(self) -> list[str]:

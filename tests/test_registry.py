@@ -119,3 +119,31 @@ def test_invalid_spec_is_reported_not_registered(register_plugin):
 def test_get_encoder_rejects_weights_with_random_init():
     with pytest.raises(jftzoo.UsageError, match="pretrained=False"):
         jftzoo.get_encoder("minilm", pretrained=False, weights="/tmp/x")
+
+
+def test_alias_collision_is_reported_and_the_rest_registers(register_plugin):
+    class Plugin:
+        @hookimpl
+        def register_encoders(self, register):
+            register(EncoderSpec(name="my-resnet", aliases=("resnet", "my-rn"), modality="vision", dim=8,
+                                 source="x", factory="m:f"))
+
+    register_plugin(Plugin(), "aliaser")
+    with pytest.warns(JftzooPluginWarning, match=r"alias 'resnet' of encoder 'my-resnet'.*taken by 'resnet50'"):
+        reg = get_registry()
+    assert reg.get("resnet").name == "resnet50"
+    assert reg.get("my-rn").name == "my-resnet"
+
+
+def test_register_plugin_is_idempotent_and_refuses_a_different_holder(register_plugin):
+    class Plugin:
+        @hookimpl
+        def register_encoders(self, register):
+            register(fake_spec("once-only"))
+
+    plugin = Plugin()
+    register_plugin(plugin, "twice")
+    register_plugin(plugin, "twice")
+    assert [s.name for s in jftzoo.list_encoders("once-only")] == ["once-only"]
+    with pytest.raises(ValueError, match="already registered as 'twice'"):
+        register_plugin(Plugin(), "twice")
