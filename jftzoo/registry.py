@@ -94,38 +94,26 @@ class EncoderRegistry:
 
     def add(self, spec: EncoderSpec, provider: str, distribution: str | None) -> None:
         spec = replace(spec, provider=provider)
-        taken = [k for k in (spec.name, *spec.aliases) if k.lower() in self._lookup]
+
+        def clash(error: str) -> None:
+            self.problems.append(plugins.PluginProblem(provider, distribution, "duplicate", error))
+
         if spec.name.lower() in self._lookup:
             first = self._specs[self._lookup[spec.name.lower()]]
-            self.problems.append(
-                plugins.PluginProblem(
-                    plugin=provider,
-                    distribution=distribution,
-                    stage="duplicate",
-                    error=(
-                        f"encoder {spec.name!r} is registered by both {first.provider!r} and {provider!r}; "
-                        f"keeping the first ({first.provider})"
-                    ),
-                )
+            clash(
+                f"encoder {spec.name!r} is registered by both {first.provider!r} and {provider!r}; "
+                f"keeping the first ({first.provider})"
             )
             return
         self._specs[spec.name] = spec
-        for key in (spec.name, *spec.aliases):
-            if key in taken and key != spec.name:
-                owner = self._specs[self._lookup[key.lower()]]
-                self.problems.append(
-                    plugins.PluginProblem(
-                        plugin=provider,
-                        distribution=distribution,
-                        stage="duplicate",
-                        error=(
-                            f"alias {key!r} of encoder {spec.name!r} ({provider}) is already taken by "
-                            f"{owner.name!r} ({owner.provider}); the alias is ignored"
-                        ),
-                    )
+        self._lookup[spec.name.lower()] = spec.name
+        for alias in spec.aliases:
+            owner = self._lookup.setdefault(alias.lower(), spec.name)
+            if owner != spec.name:
+                clash(
+                    f"alias {alias!r} of encoder {spec.name!r} ({provider}) is already taken by "
+                    f"{owner!r} ({self._specs[owner].provider}); the alias is ignored"
                 )
-                continue
-            self._lookup[key.lower()] = spec.name
 
     def names(self) -> list[str]:
         return list(self._specs)
