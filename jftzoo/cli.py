@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -225,6 +226,118 @@ def embed_cmd(
         head = ", ".join(f"{x:+.3f}" for x in v[:4].tolist())
         table.add_row(str(item), f"{float(v.norm()):.3f}", head + ", ...")
     _stdout().print(table)
+
+
+@cli.command("datasets")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def datasets_cmd(as_json: bool) -> None:
+    """List the dataset kinds that --data KIND:PATH accepts."""
+    from jftzoo.datasets.registry import dataset_specs
+
+    rows = [
+        {"name": s.name, "labels": list(s.labels) if s.labels else None, "needs_path": s.needs_path,
+         "options": list(s.options), "license": s.license, "description": s.description, "provider": s.provider}
+        for s in dataset_specs().values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} dataset kinds", title_justify="left")
+    for col in ("name", "labels", "usage", "description"):
+        table.add_column(col)
+    for r in rows:
+        usage = f"--data {r['name']}:PATH" if r["needs_path"] else f"--data {r['name']}"
+        table.add_row(r["name"], ", ".join(r["labels"]) if r["labels"] else "from the data", usage, r["description"])
+    _stdout().print(table)
+
+
+@cli.group("data", context_settings=CONTEXT)
+def data_group() -> None:
+    """Inspect datasets before training on them."""
+
+
+@data_group.command("check")
+@click.option("--data", "data", required=True, help="KIND:PATH, e.g. mvsa-single:../shared/data/mvsa_single.")
+@click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]),
+              help="MVSA: how annotator labels become one label (default merge).")
+@click.option("--balance", type=click.IntRange(min=1), help="MVSA: seeded subsample of N records per class.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="Stop at bad records with the full list, or leave them out and report them.")
+@click.option("--folds", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Check every class has at least this many members for k-fold CV.")
+@click.option("--write-split", type=click.Path(dir_okay=False), help="Also write a split manifest (JSON) here.")
+@click.option("--split", "split_kind", default="kfold", show_default=True,
+              help="For --write-split: 'kfold', a ratio like 8:1:1, or 'official'.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=COLUMN",
+              help="csv/jsonl: which column holds id, text, image or label (e.g. --field text=tweet).")
+@click.option("--json", "as_json", is_flag=True)
+def data_check_cmd(data: str, label_policy: str | None, balance: int | None, seed: int, on_bad: str, folds: int,
+                   write_split: str | None, split_kind: str, fields: Sequence[str], as_json: bool) -> None:
+    """Read a dataset, print counts per class and every problem found; trains nothing."""
+    from jftzoo.datasets import splits
+    from jftzoo.datasets.records import BadDataError
+    from jftzoo.datasets.registry import load_dataset
+
+    options: dict[str, object] = {"label_policy": label_policy, "balance": balance, "seed": seed if balance else None}
+    for item in fields:
+        key, sep, column = item.partition("=")
+        if not sep or key not in ("id", "text", "image", "label") or not column:
+            raise UsageError(f"--field {item!r}: expected NAME=COLUMN with NAME one of id, text, image, label")
+        options[f"{key}_field"] = column
+    try:
+        ds = load_dataset(data, on_bad=on_bad, **options)
+    except BadDataError as exc:
+        if as_json:
+            click.echo(json.dumps({"data": data, "ok": False, "problems": [vars(p) for p in exc.problems]}, indent=2))
+            raise SystemExit(1) from exc
+        raise
+    fold_error = None
+    try:
+        splits._check_min_class(ds, folds)
+    except UsageError as exc:
+        fold_error = str(exc)
+    written = None
+    if write_split:
+        if split_kind == "kfold":
+            split = splits.stratified_kfold(ds, folds, seed)
+        elif split_kind == "official":
+            split = splits.official_split(ds)
+        else:
+            split = splits.ratio_split(ds, split_kind, seed)
+        splits.write_split(split, Path(write_split))
+        written = write_split
+    report = {
+        "data": data, "ok": fold_error is None, "records": len(ds), "classes": ds.class_counts(),
+        "dropped_by_label_policy": ds.dropped, "skipped": [vars(p) for p in ds.skipped], "notes": ds.notes,
+        "official_splits": {k: len(v) for k, v in ds.splits.items()}, "checksum": ds.checksum(),
+        "fold_check": fold_error or f"every class has at least {folds} members", "split_written": written,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        out = _stdout()
+        table = Table(title=f"{ds.name}: {len(ds)} records", title_justify="left")
+        table.add_column("class")
+        table.add_column("records", justify="right")
+        for label, n in report["classes"].items():
+            table.add_row(label, str(n))
+        out.print(table)
+        for reason, n in ds.dropped.items():
+            out.print(f"dropped by the label policy: {n} ({reason})", highlight=False)
+        for note in ds.notes:
+            out.print(f"note: {note}", highlight=False)
+        for split_name, n in report["official_splits"].items():
+            out.print(f"official split {split_name}: {n}", highlight=False)
+        for p in ds.skipped:
+            out.print(f"[yellow]skipped[/yellow] {p}", highlight=False)
+        out.print(f"checksum: {report['checksum']}", highlight=False)
+        if written:
+            out.print(f"split manifest written to {written}", highlight=False)
+    if fold_error:
+        if not as_json:
+            _stderr().print(f"[red]Error:[/red] {fold_error}", highlight=False)
+        raise SystemExit(1)
 
 
 def main() -> None:

@@ -15,3 +15,11 @@ def register_encoders(register):  # type: ignore[no-untyped-def]
     Keep it cheap: a spec names a factory (ideally a ``"module:function"`` string) and nothing
     is built or imported until someone asks for that encoder.
     """
+
+
+@hookspec
+def register_datasets(register):  # type: ignore[no-untyped-def]
+    """Register datasets: call ``register(DatasetSpec(...))`` once per dataset kind.
+
+    As with encoders, a spec names its reader as ``"module:function"``; nothing is read until asked.
+    """

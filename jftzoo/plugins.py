@@ -24,6 +24,7 @@ LOAD_PLUGINS_ENV = "JFTZOO_LOAD_PLUGINS"
 DEFAULT_PLUGINS = (
     "jftzoo.default_plugins.text_encoders",
     "jftzoo.default_plugins.vision_encoders",
+    "jftzoo.default_plugins.datasets",
 )
 
 pm = pluggy.PluginManager("jftzoo")
@@ -64,6 +65,7 @@ class PluginProblem:
         verb = {
             "import": "failed to import and was skipped",
             "register_encoders": "raised inside register_encoders and was skipped",
+            "register_datasets": "raised inside register_datasets and was skipped",
             "not-found": "is not installed",
             "invalid-spec": "registered an invalid encoder spec, which was skipped",
             "duplicate": "registered a name that is already taken",

@@ -144,27 +144,36 @@ class EncoderRegistry:
 _registry: EncoderRegistry | None = None
 
 
-def _collect() -> EncoderRegistry:
-    registry = EncoderRegistry()
+def call_hook(hook: str, problems: list[plugins.PluginProblem]) -> list[tuple[str, str | None, list[Any]]]:
+    """Call one `register_*` hook plugin by plugin, built-ins first: (plugin, distribution, registered).
+
+    A plugin whose hook raises registers nothing and is recorded in `problems`.
+    """
     plugins.load_plugins()
-    registry.problems.extend(plugins.problems)
+    out = []
     for name, plugin in plugins.ordered_plugins():
-        impl = getattr(plugin, "register_encoders", None)
+        impl = getattr(plugin, hook, None)
         if impl is None:
             continue
         info = plugins.plugin_infos.get(name)
         distribution = info.distribution if info else None
-        batch: list[EncoderSpec] = []
+        batch: list[Any] = []
         try:
             impl(register=batch.append)
-        except Exception as exc:  # one plugin's bug must not hide every other encoder
-            registry.problems.append(
-                plugins.PluginProblem(
-                    name, distribution, "register_encoders", f"{type(exc).__name__}: {exc}",
-                    traceback.format_exc(),
-                )
+        except Exception as exc:  # one plugin's bug must not hide everything else
+            problems.append(
+                plugins.PluginProblem(name, distribution, hook, f"{type(exc).__name__}: {exc}", traceback.format_exc())
             )
             continue
+        out.append((name, distribution, batch))
+    return out
+
+
+def _collect() -> EncoderRegistry:
+    registry = EncoderRegistry()
+    plugins.load_plugins()
+    registry.problems.extend(plugins.problems)
+    for name, distribution, batch in call_hook("register_encoders", registry.problems):
         for spec in batch:
             try:
                 if not isinstance(spec, EncoderSpec):

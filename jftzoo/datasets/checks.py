@@ -1,0 +1,86 @@
+"""Finding bad records: every problem is reported with the record id, the file and the reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from jftzoo.datasets.records import BadDataError, Dataset, Problem, Record
+
+ON_BAD = ("error", "skip")
+
+
+def resolve_inside(
+    root: Path, relative: str, record_id: str | None, file: str
+) -> tuple[Path | None, Problem | None]:
+    """A path under `root`, or a problem if it is absolute or escapes the dataset root."""
+    if not relative:
+        return None, Problem(record_id, file, "empty image path")
+    if Path(relative).is_absolute():
+        return None, Problem(record_id, file, f"image path {relative!r} is absolute; use a path relative to {root}")
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        return None, Problem(record_id, file, f"image path {relative!r} escapes the dataset root {root}")
+    return path, None
+
+
+def image_problem(record: Record) -> str | None:
+    """None if the image decodes fully; otherwise why not."""
+    path = record.image
+    if not path.exists():
+        return "image file is missing"
+    if not path.is_file():
+        return "image path is not a file"
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except UnidentifiedImageError:
+        return "not an image file (PIL cannot identify it)"
+    except PermissionError:
+        return "image file is not readable (permission denied)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"image is truncated or corrupt ({exc})"
+    return None
+
+
+def check_records(records: Iterable[Record], labels: tuple[str, ...], verify_images: bool = True) -> list[Problem]:
+    records = list(records)
+    problems: list[Problem] = []
+    counts = Counter(r.id for r in records)
+    for dup, n in counts.items():
+        if n > 1:
+            problems.append(Problem(dup, "-", f"duplicate id: {n} records share it"))
+    for r in records:
+        if not r.text.strip():
+            problems.append(Problem(r.id, r.origin or "-", "empty text"))
+        if r.label not in labels:
+            expected = ", ".join(labels)
+            problems.append(Problem(r.id, r.origin or "-", f"unknown label {r.label!r}; expected one of {expected}"))
+        if verify_images:
+            reason = image_problem(r)
+            if reason:
+                problems.append(Problem(r.id, str(r.image), reason))
+    return problems
+
+
+def finalize(
+    dataset: Dataset, problems: list[Problem], on_bad: str = "error", verify_images: bool = True
+) -> Dataset:
+    """Apply the bad-record policy: stop with the full list, or leave them out and say which."""
+    if on_bad not in ON_BAD:
+        from jftzoo.errors import UsageError
+
+        raise UsageError(f"on_bad must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+    problems = problems + check_records(dataset.records, dataset.labels, verify_images)
+    if not problems:
+        return dataset
+    if on_bad == "error":
+        raise BadDataError(dataset.name, problems)
+    bad = {p.record_id for p in problems}
+    dup_ids = {p.record_id for p in problems if p.reason.startswith("duplicate id")}
+    dataset.records = [r for r in dataset.records if r.id not in bad and r.id not in dup_ids]
+    dataset.skipped = problems
+    return dataset

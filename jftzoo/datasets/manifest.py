@@ -1,0 +1,98 @@
+"""Any image+text manifest (CSV or JSON Lines) with configurable columns; image paths are relative
+to the manifest's folder and may not leave it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from jftzoo.datasets.checks import finalize, resolve_inside
+from jftzoo.datasets.records import Dataset, Problem, Record
+from jftzoo.errors import UsageError
+
+
+def _rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, row or None, parse error) for every data row."""
+    out: list[tuple[int, dict[str, Any] | None, str]] = []
+    if fmt == "csv":
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            for row in csv.DictReader(fh):
+                extra = row.pop(None, None)  # type: ignore[call-overload]
+                out.append((0, row, f"{len(extra)} more cells than the header" if extra else ""))
+        # csv.DictReader's line_num counts physical lines; number data rows from 2 (after the header)
+        return [(i + 2, r, e) for i, (_, r, e) in enumerate(out)]
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                out.append((lineno, None, f"invalid JSON ({exc.msg})"))
+                continue
+            out.append((lineno, row, "" if isinstance(row, dict) else "a JSON line must be an object"))
+    return out
+
+
+def read_manifest(
+    path: Path,
+    *,
+    fmt: str,
+    name: str,
+    id_field: str = "id",
+    text_field: str = "text",
+    image_field: str = "image",
+    label_field: str = "label",
+    labels: tuple[str, ...] | None = None,
+    label_names: dict[str, str] | None = None,
+    on_bad: str = "error",
+    verify_images: bool = True,
+    split_field: str | None = None,
+) -> Dataset:
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(path.glob(f"*.{fmt}"))
+        if len(candidates) != 1:
+            raise UsageError(f"{name}: {path} is a folder with {len(candidates)} .{fmt} files; name the manifest")
+        path = candidates[0]
+    if not path.is_file():
+        raise UsageError(f"{name}: manifest {path} not found")
+    root = path.parent
+    records: list[Record] = []
+    problems: list[Problem] = []
+    splits: dict[str, list[str]] = {}
+    for lineno, row, error in _rows(path, fmt):
+        where = f"{path.name}:{lineno}"
+        if row is None or error:
+            problems.append(Problem(None, where, error))
+            continue
+        # Without an id column, the line number names the record.
+        rid = str(row[id_field]) if row.get(id_field) not in (None, "") else f"line{lineno}"
+        missing = [f for f in (text_field, image_field, label_field) if row.get(f) in (None, "")]
+        if text_field in missing and text_field in row:
+            missing.remove(text_field)  # present but empty: reported as 'empty text' below
+        if missing:
+            problems.append(Problem(rid, where, f"missing field(s) {', '.join(missing)}"))
+            continue
+        image, problem = resolve_inside(root, str(row[image_field]), rid, where)
+        if problem:
+            problems.append(problem)
+            continue
+        raw_label = str(row[label_field])
+        label = label_names.get(raw_label, raw_label) if label_names else raw_label
+        records.append(Record(rid, str(row[text_field] or ""), image, label, origin=where))  # type: ignore[arg-type]
+        if split_field:
+            splits.setdefault(str(row.get(split_field)), []).append(rid)
+    found = tuple(sorted({r.label for r in records}))
+    dataset = Dataset(name, root, labels or found, records, splits=splits)
+    return finalize(dataset, problems, on_bad, verify_images)
+
+
+def read_csv(path: Path, **options: Any) -> Dataset:
+    return read_manifest(path, fmt="csv", name="csv", **options)
+
+
+def read_jsonl(path: Path, **options: Any) -> Dataset:
+    return read_manifest(path, fmt="jsonl", name="jsonl", **options)

@@ -1,0 +1,82 @@
+"""Records, problems and loaded datasets: the data every reader returns."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jftzoo.errors import JftzooError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image+text post with its label."""
+
+    id: str
+    text: str
+    image: Path
+    label: str
+    origin: str = ""  # where the text came from (a file, or manifest:row), for reports
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a record (or a manifest row) cannot be used."""
+
+    record_id: str | None
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        who = f"record {self.record_id}" if self.record_id is not None else "dataset"
+        return f"{who}: {self.file}: {self.reason}"
+
+
+class BadDataError(JftzooError):
+    """Bad records were found under `--on-bad error`; the message lists every one."""
+
+    def __init__(self, dataset: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        shown = "\n".join(f"  - {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(
+            f"{len(problems)} bad record(s) in {dataset}:\n{shown}{more}\n"
+            "Fix them, or pass --on-bad skip (on_bad='skip') to leave them out; skipped records are "
+            "listed in the report."
+        )
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: usable records, plus everything that was left out and why."""
+
+    name: str
+    root: Path
+    labels: tuple[str, ...]
+    records: list[Record]
+    skipped: list[Problem] = field(default_factory=list)  # bad records left out (--on-bad skip)
+    dropped: dict[str, int] = field(default_factory=dict)  # left out by the label policy, by reason
+    notes: list[str] = field(default_factory=list)  # e.g. how many texts needed a legacy decoding
+    splits: dict[str, list[str]] = field(default_factory=dict)  # official splits: name -> ids
+    license: str = ""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(r.label for r in self.records)
+        return {label: counts.get(label, 0) for label in self.labels}
+
+    def checksum(self) -> str:
+        """SHA-256 over every record (id, label, text, image bytes) in id order: names the exact data."""
+        digest = hashlib.sha256()
+        for r in sorted(self.records, key=lambda r: r.id):
+            image = hashlib.sha256(r.image.read_bytes()).hexdigest()
+            text = hashlib.sha256(r.text.encode("utf-8")).hexdigest()
+            digest.update(f"{r.id}\t{r.label}\t{text}\t{image}\n".encode())
+        return digest.hexdigest()
+
+    def by_id(self) -> dict[str, Record]:
+        return {r.id: r for r in self.records}
