@@ -12,6 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from jftzoo import plugins, registry  # noqa: E402
+from jftzoo.datasets import registry as dataset_registry  # noqa: E402
 
 
 @pytest.fixture
@@ -23,8 +24,10 @@ def register_plugin():
         plugins.register_plugin(plugin, name)
         names.append(name)
         registry.reset()
+        dataset_registry.reset()
 
     yield _register
     for name in names:
         plugins.unregister_plugin(name)
     registry.reset()
+    dataset_registry.reset()

@@ -246,3 +246,26 @@ def test_datasets_and_data_check_cli(tmp_path: Path):
     assert res.exit_code == 1 and "fewer members than the 5 folds" in res.output
     res = CliRunner().invoke(cli, ["data", "check", "--data", "mvsa-singel:/x"])
     assert res.exit_code == 2 and "Did you mean 'mvsa-single'" in res.output
+
+
+def test_a_plugin_can_register_a_dataset(register_plugin, tmp_path: Path):
+    from jftzoo import hookimpl
+    from jftzoo.datasets import Dataset, DatasetSpec, Record
+    from jftzoo.datasets import registry as dataset_registry
+
+    def reader(root: Path, on_bad: str = "error", verify_images: bool = True) -> Dataset:
+        png(root / "x.png")
+        return Dataset("tiny", root, ("a",), [Record("1", "hello", root / "x.png", "a")])
+
+    class Plugin:
+        @hookimpl
+        def register_datasets(self, register):
+            register(DatasetSpec(name="tiny", reader=reader, labels=("a",)))
+            register(DatasetSpec(name="csv", reader=reader))  # taken by the built-in: first wins
+
+    register_plugin(Plugin(), "tiny-plugin")
+    with pytest.warns(UserWarning, match=r"dataset 'csv' is registered by both"):
+        specs = dataset_registry.dataset_specs()
+    assert specs["tiny"].provider == "tiny-plugin"
+    assert specs["csv"].provider == "jftzoo.default_plugins.datasets"
+    assert [r.text for r in load_dataset(f"tiny:{tmp_path}").records] == ["hello"]

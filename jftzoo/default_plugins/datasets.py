@@ -13,6 +13,11 @@ MVSA_LABELS = ("negative", "neutral", "positive")
 @hookimpl
 def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(DatasetSpec(
+        name="emoji-sentiment", reader="jftzoo.datasets.emoji:read", labels=MVSA_LABELS, needs_path=False,
+        description="built-in demo: emoji names + Noto Emoji glyphs, labelled by the Emoji Sentiment Ranking",
+        license="CC BY-SA 4.0 (names, labels) + Apache 2.0 (images)",
+    ))
+    register(DatasetSpec(
         name="mvsa-single", reader="jftzoo.datasets.mvsa:read_single", labels=MVSA_LABELS,
         description="MVSA-Single tweets (Niu et al. 2016): labelResultAll.txt + data/<id>.txt|jpg",
         license="research use", options=("label_policy", "balance", "seed"),
