@@ -23,3 +23,8 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
 
     As with encoders, a spec names its reader as ``"module:function"``; nothing is read until asked.
     """
+
+
+@hookspec
+def register_fusions(register):  # type: ignore[no-untyped-def]
+    """Register fusion heads: call ``register(FusionSpec(...))`` once per head."""

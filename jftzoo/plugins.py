@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "jftzoo.default_plugins.text_encoders",
     "jftzoo.default_plugins.vision_encoders",
     "jftzoo.default_plugins.datasets",
+    "jftzoo.default_plugins.fusions",
 )
 
 pm = pluggy.PluginManager("jftzoo")
@@ -66,6 +67,7 @@ class PluginProblem:
             "import": "failed to import and was skipped",
             "register_encoders": "raised inside register_encoders and was skipped",
             "register_datasets": "raised inside register_datasets and was skipped",
+            "register_fusions": "raised inside register_fusions and was skipped",
             "not-found": "is not installed",
             "invalid-spec": "registered an invalid encoder spec, which was skipped",
             "duplicate": "registered a name that is already taken",

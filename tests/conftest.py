@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 
 from jftzoo import plugins, registry  # noqa: E402
 from jftzoo.datasets import registry as dataset_registry  # noqa: E402
+from jftzoo.fusion import registry as fusion_registry  # noqa: E402
 
 
 @pytest.fixture
@@ -25,9 +26,11 @@ def register_plugin():
         names.append(name)
         registry.reset()
         dataset_registry.reset()
+        fusion_registry.reset()
 
     yield _register
     for name in names:
         plugins.unregister_plugin(name)
     registry.reset()
     dataset_registry.reset()
+    fusion_registry.reset()

@@ -1,0 +1,1 @@
+"""Fusion heads and their registry (the `register_fusions` plugin hook)."""

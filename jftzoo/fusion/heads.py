@@ -1,0 +1,187 @@
+"""Fusion heads: turn a text EncoderOutput and an image EncoderOutput into class logits.
+
+Every head is differentiable end to end, so one cross-entropy loss reaches both encoders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from jftzoo.encoders.base import EncoderOutput
+
+
+@dataclass
+class HeadConfig:
+    """Sizes shared by every head; the defaults follow the paper's code."""
+
+    n_classes: int
+    text_dim: int  # pooled text size D_t
+    vision_dim: int  # pooled image size D_v
+    text_token_dim: int = 0  # per-token sizes, for heads that read tokens
+    vision_token_dim: int = 0
+    d: int = 256  # common projection size
+    n_heads: int = 4
+    hidden: int = 256  # classifier hidden size
+    dropout: float = 0.1
+    layers: int = 1  # transformer layers in attention heads
+
+
+def classifier(in_dim: int, cfg: HeadConfig) -> nn.Sequential:
+    """The paper's classifier: Dropout, Linear, ReLU, Dropout, Linear."""
+    return nn.Sequential(
+        nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU(),
+        nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.n_classes),
+    )
+
+
+def projection(in_dim: int, cfg: HeadConfig) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, cfg.d), nn.ReLU())
+
+
+class FusionHead(nn.Module):
+    """Base class. `modalities` tells the trainer which encoders it needs; `uses_tokens` whether
+    it reads token sequences (and so cannot run on cached pooled embeddings alone)."""
+
+    modalities: tuple[str, ...] = ("text", "vision")
+    uses_tokens: bool = False
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, text: EncoderOutput | None, image: EncoderOutput | None) -> torch.Tensor:  # type: ignore[override]
+        raise NotImplementedError
+
+
+class ConcatHead(FusionHead):
+    """Concatenation + feed-forward: the paper's 'ResNet+DistilBERT' baseline."""
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.text_proj = projection(cfg.text_dim, cfg)
+        self.image_proj = projection(cfg.vision_dim, cfg)
+        self.classifier = classifier(2 * cfg.d, cfg)
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        fused = torch.cat([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=-1)  # (B, 2d)
+        return self.classifier(fused)  # (B, C)
+
+
+class PaperAttentionHead(ConcatHead):
+    """Faithful to the published code: a TransformerEncoderLayer over a sequence of length 1.
+
+    With one token, softmax attention weights are always 1, so the layer reduces to a projection
+    (value/output maps + feed-forward); kept to reproduce the paper, named so nobody mistakes it.
+    """
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.encoder = nn.TransformerEncoderLayer(2 * cfg.d, cfg.n_heads, 4 * cfg.d, cfg.dropout, batch_first=True)
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        fused = torch.cat([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=-1)  # (B, 2d)
+        fused = self.encoder(fused.unsqueeze(1)).squeeze(1)  # (B, 1, 2d) -> (B, 2d)
+        return self.classifier(fused)
+
+
+class AttentionHead(ConcatHead):
+    """The two projected modality vectors as a sequence of 2 tokens, so attention really mixes them."""
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.modality_embed = nn.Parameter(torch.zeros(2, cfg.d))
+        layer = nn.TransformerEncoderLayer(cfg.d, cfg.n_heads, 4 * cfg.d, cfg.dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        seq = torch.stack([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=1)  # (B, 2, d)
+        seq = self.encoder(seq + self.modality_embed)  # (B, 2, d)
+        return self.classifier(seq.flatten(1))  # (B, 2d) -> (B, C)
+
+
+class CrossAttentionHead(FusionHead):
+    """A small transformer over [CLS_fuse; text tokens; image tokens] with padding masks."""
+
+    uses_tokens = True
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.text_proj = nn.Linear(cfg.text_token_dim, cfg.d)
+        self.image_proj = nn.Linear(cfg.vision_token_dim, cfg.d)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.d))
+        self.type_embed = nn.Parameter(torch.zeros(3, cfg.d))  # cls, text, image
+        nn.init.normal_(self.cls, std=0.02)
+        nn.init.normal_(self.type_embed, std=0.02)
+        layer = nn.TransformerEncoderLayer(cfg.d, cfg.n_heads, 4 * cfg.d, cfg.dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.classifier = classifier(cfg.d, cfg)
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        b = text.tokens.shape[0]
+        t = self.text_proj(text.tokens) + self.type_embed[1]  # (B, Nt, d)
+        v = self.image_proj(image.tokens) + self.type_embed[2]  # (B, Nv, d)
+        cls = self.cls.expand(b, 1, -1) + self.type_embed[0]  # (B, 1, d)
+        seq = torch.cat([cls, t, v], dim=1)  # (B, 1 + Nt + Nv, d)
+        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=seq.device), text.mask, image.mask], dim=1)
+        out = self.encoder(seq, src_key_padding_mask=~keep)  # (B, 1 + Nt + Nv, d)
+        return self.classifier(out[:, 0])  # (B, C)
+
+
+class GatedHead(FusionHead):
+    """A learned per-sample weight for each modality; `last_weights` (B, 2) says how much each counted."""
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.text_proj = projection(cfg.text_dim, cfg)
+        self.image_proj = projection(cfg.vision_dim, cfg)
+        self.gate = nn.Linear(2 * cfg.d, 2)
+        self.classifier = classifier(cfg.d, cfg)
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        t, v = self.text_proj(text.pooled), self.image_proj(image.pooled)  # (B, d) each
+        w = self.gate(torch.cat([t, v], dim=-1)).softmax(-1)  # (B, 2): text, image
+        self.last_weights = w.detach()
+        fused = w[:, :1] * t + w[:, 1:] * v  # (B, d)
+        return self.classifier(fused)
+
+
+class LateFusionHead(FusionHead):
+    """Average of two unimodal classifiers' logits."""
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.text_head = nn.Sequential(projection(cfg.text_dim, cfg), classifier(cfg.d, cfg))
+        self.image_head = nn.Sequential(projection(cfg.vision_dim, cfg), classifier(cfg.d, cfg))
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        return (self.text_head(text.pooled) + self.image_head(image.pooled)) / 2  # (B, C)
+
+
+class TextOnlyHead(FusionHead):
+    """Unimodal baseline: the image encoder is not used at all."""
+
+    modalities = ("text",)
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.head = nn.Sequential(projection(cfg.text_dim, cfg), classifier(cfg.d, cfg))
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        return self.head(text.pooled)
+
+
+class ImageOnlyHead(FusionHead):
+    """Unimodal baseline: the text encoder is not used at all."""
+
+    modalities = ("vision",)
+
+    def __init__(self, cfg: HeadConfig) -> None:
+        super().__init__(cfg)
+        self.head = nn.Sequential(projection(cfg.vision_dim, cfg), classifier(cfg.d, cfg))
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        return self.head(image.pooled)

@@ -1,0 +1,1 @@
+"""Joint fine-tuning: the fusion model, its training modes, and evaluation."""

@@ -1,0 +1,72 @@
+"""A text encoder + a vision encoder + a fusion head, trained under one loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from jftzoo.encoders.base import Encoder, EncoderOutput
+from jftzoo.errors import UsageError
+from jftzoo.fusion.heads import FusionHead
+
+MODES = ("frozen", "top-k", "joint")
+
+
+class FusionModel(nn.Module):
+    """One forward from raw batches to logits, so one cross-entropy loss reaches both encoders."""
+
+    def __init__(self, text: Encoder, vision: Encoder, head: FusionHead) -> None:
+        super().__init__()
+        self.text = text
+        self.vision = vision
+        self.head = head
+        self._frozen: list[nn.Module] = []  # kept in eval mode while training (BatchNorm stats, dropout)
+
+    def uses(self, modality: str) -> bool:
+        return modality in self.head.modalities
+
+    def preprocess(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, dict[str, torch.Tensor]]:
+        batch: dict[str, dict[str, torch.Tensor]] = {}
+        if self.uses("text"):
+            batch["text"] = self.text.preprocess(texts)
+        if self.uses("vision"):
+            batch["vision"] = self.vision.preprocess(images)
+        return batch
+
+    def forward(self, batch: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:  # type: ignore[override]
+        text: EncoderOutput | None = self.text(batch["text"]) if "text" in batch else None
+        image: EncoderOutput | None = self.vision(batch["vision"]) if "vision" in batch else None
+        return self.head(text, image)  # (B, C) logits
+
+    def set_mode(self, mode: str, top_k: int | tuple[int, int] = 2) -> None:
+        """frozen: only the head trains; top-k: the top k layer groups of each encoder too; joint: all."""
+        if mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        k_text, k_vision = (top_k, top_k) if isinstance(top_k, int) else top_k
+        self._frozen = []
+        for encoder, k in ((self.text, k_text), (self.vision, k_vision)):
+            groups = encoder.layer_groups()
+            trainable = {"frozen": 0, "top-k": min(k, len(groups)), "joint": len(groups)}[mode]
+            if trainable == 0:
+                self._frozen.append(encoder)
+            for i, group in enumerate(groups):
+                train_it = i >= len(groups) - trainable
+                for module in group:
+                    module.requires_grad_(train_it)
+                    if not train_it:
+                        self._frozen.append(module)
+        self.head.requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> FusionModel:
+        super().train(mode)
+        if mode:
+            for module in self._frozen:
+                module.eval()
+        return self
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for enc in (self.text, self.vision) for p in enc.parameters() if p.requires_grad]

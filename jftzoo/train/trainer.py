@@ -1,0 +1,173 @@
+"""The joint trainer: one cross-entropy loss into the head and (per mode) both encoders.
+
+Early stopping uses a validation split carved from the TRAINING records only, never the test fold
+(the paper's code stopped on its test fold, which inflates its figures).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jftzoo.datasets.records import Record
+from jftzoo.errors import JftzooError
+from jftzoo.train.model import FusionModel
+
+ProgressCallback = Callable[[dict[str, Any]], None]  # events: {"event": "step"|"epoch", ...}
+
+
+class TrainingDivergedError(JftzooError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "frozen"  # frozen | top-k | joint
+    top_k: int | tuple[int, int] = 2  # layer groups per encoder that train in top-k mode
+    min_epochs: int = 3  # never stop before this many epochs
+    max_epochs: int = 10
+    patience: int = 2  # epochs without validation improvement before stopping
+    batch_size: int = 16
+    grad_accum: int = 1  # optimizer step every this many batches
+    lr_encoder: float = 2e-5
+    lr_head: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # linear warm-up over this share of steps, then linear decay
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1  # of the training records, stratified, for early stopping
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_loss: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    val_ids: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def carve_validation(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Stratified (train, validation) from the training records alone."""
+    from sklearn.model_selection import train_test_split
+
+    records = sorted(records, key=lambda r: r.id)
+    labels = [r.label for r in records]
+    classes = set(labels)
+    stratify = labels if min(labels.count(x) for x in classes) >= 2 else None
+    n_val = max(round(fraction * len(records)), len(classes) if stratify else 1)  # every class in validation
+    train, val = train_test_split(records, test_size=n_val, stratify=stratify, random_state=seed)
+    return list(train), list(val)
+
+
+def _batches(records: Sequence[Record], size: int, generator: torch.Generator | None) -> list[list[Record]]:
+    order = torch.randperm(len(records), generator=generator).tolist() if generator else list(range(len(records)))
+    return [[records[i] for i in order[s : s + size]] for s in range(0, len(records), size)]
+
+
+def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
+    return {m: {k: v.to(device) for k, v in part.items()} for m, part in batch.items()}
+
+
+def predict_proba(model: FusionModel, records: Sequence[Record], batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (N, C) in record order."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for chunk in _batches(records, batch_size, None):
+            batch = _to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device)
+            out.append(model(batch).float().softmax(-1).cpu())
+    n_classes = model.head.cfg.n_classes
+    return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
+
+
+def _mean_loss(model: FusionModel, records: Sequence[Record], index: dict[str, int], batch_size: int) -> float:
+    probs = predict_proba(model, records, batch_size)
+    y = torch.tensor([index[r.label] for r in records])
+    return float(F.nll_loss(torch.from_numpy(probs).clamp_min(1e-12).log(), y))
+
+
+def fit(
+    model: FusionModel,
+    records: Sequence[Record],
+    labels: Sequence[str],
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    loss_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> TrainResult:
+    """Train in place and leave the best (lowest validation loss) weights loaded."""
+    from transformers import get_linear_schedule_with_warmup
+
+    seed_everything(config.seed)
+    index = {label: i for i, label in enumerate(labels)}
+    train, val = carve_validation(records, config.val_fraction, config.seed)
+    model.set_mode(config.mode, config.top_k)
+    groups = [{"params": [p for p in model.head.parameters()], "lr": config.lr_head}]
+    encoder_params = model.encoder_parameters()
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": config.lr_encoder})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / config.grad_accum)
+    total = steps_per_epoch * config.max_epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    generator = torch.Generator().manual_seed(config.seed)
+    device = next(model.parameters()).device
+    result = TrainResult(best_epoch=-1, best_val_loss=float("inf"), val_ids=[r.id for r in val])
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    for epoch in range(config.max_epochs):
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        running, seen = 0.0, 0
+        batches = _batches(train, config.batch_size, generator)
+        for step, chunk in enumerate(batches):
+            batch = _to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device)
+            y = torch.tensor([index[r.label] for r in chunk], device=device)
+            loss = F.cross_entropy(model(batch).float(), y)
+            if loss_hook is not None:
+                loss = loss_hook(loss)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"the training loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}: lower the "
+                    f"learning rates (encoder {config.lr_encoder}, head {config.lr_head}) or check the inputs"
+                )
+            (loss / config.grad_accum).backward()
+            running += float(loss.detach()) * len(chunk)
+            seen += len(chunk)
+            if (step + 1) % config.grad_accum == 0 or step + 1 == len(batches):
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            if progress:
+                progress({"event": "step", "epoch": epoch + 1, "step": step + 1, "steps": len(batches),
+                          "loss": float(loss.detach())})
+        val_loss = _mean_loss(model, val, index, config.batch_size)
+        result.history.append({"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss})
+        if progress:
+            progress({"event": "epoch", **result.history[-1]})
+        if val_loss < result.best_val_loss:
+            result.best_val_loss, result.best_epoch, stale = val_loss, epoch + 1, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            stale += 1
+        if epoch + 1 >= config.min_epochs and stale >= config.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result

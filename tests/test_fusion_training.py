@@ -1,0 +1,155 @@
+"""Fusion heads and the joint trainer on a small real subset (the demo set, packaged pre-trained encoders)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jftzoo
+from jftzoo.datasets import load_dataset
+from jftzoo.fusion.heads import HeadConfig
+from jftzoo.fusion.registry import build_head, fusion_specs, get_fusion_spec
+from jftzoo.train.metrics import evaluate
+from jftzoo.train.model import FusionModel
+from jftzoo.train.trainer import TrainConfig, TrainingDivergedError, carve_validation, fit, predict_proba
+
+HEADS = ["attention", "attention-paper", "xattn", "concat", "gated", "late", "text-only", "image-only"]
+
+
+@functools.cache
+def subset() -> tuple:
+    ds = load_dataset("emoji-sentiment")
+    by_label = {label: [r for r in ds.records if r.label == label][:6] for label in ds.labels}
+    return tuple(r for rs in by_label.values() for r in rs), ds.labels
+
+
+def make_model(head_name: str, seed: int = 0) -> FusionModel:
+    torch.manual_seed(seed)
+    text, vision = jftzoo.get_encoder("minilm"), jftzoo.get_encoder("efficientnet_lite0")
+    cfg = HeadConfig(n_classes=3, text_dim=text.embed_dim, vision_dim=vision.embed_dim,
+                     text_token_dim=text.token_dim, vision_token_dim=vision.token_dim, d=64, hidden=64, dropout=0.0)
+    return FusionModel(text, vision, build_head(head_name, cfg))
+
+
+def test_every_builtin_head_is_registered():
+    assert set(HEADS) <= set(fusion_specs())
+    assert get_fusion_spec("xattn").uses_tokens and get_fusion_spec("text-only").modalities == ("text",)
+    with pytest.raises(jftzoo.UsageError, match="Did you mean 'concat'"):
+        get_fusion_spec("concta")
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_head_trains_and_the_loss_falls(head: str):
+    records, labels = subset()
+    records = records[::2]  # 9 records, 3 per class: a few joint steps stay quick on 2 CPU cores
+    model = make_model(head)
+    model.set_mode("joint")
+    batch = model.preprocess([r.text for r in records], [r.image for r in records])
+    y = torch.tensor([labels.index(r.label) for r in records])
+    opt = torch.optim.AdamW([{"params": model.head.parameters(), "lr": 1e-2},
+                             {"params": model.encoder_parameters(), "lr": 1e-5}])
+    model.train()
+    losses = []
+    for _ in range(6):
+        loss = F.cross_entropy(model(batch), y)
+        opt.zero_grad()
+        loss.backward()
+        if len(losses) == 0:  # one loss reaches exactly the encoders the head uses
+            grads = {m: any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+                     for m, enc in (("text", model.text), ("vision", model.vision))}
+            assert grads == {m: m in get_fusion_spec(head).modalities for m in ("text", "vision")}
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+def test_gated_head_reports_modality_weights():
+    records, _ = subset()
+    model = make_model("gated").eval()
+    with torch.no_grad():
+        model(model.preprocess([r.text for r in records[:4]], [r.image for r in records[:4]]))
+    w = model.head.last_weights
+    assert w.shape == (4, 2) and torch.allclose(w.sum(1), torch.ones(4))
+
+
+def test_paper_attention_over_one_token_is_a_projection():
+    """With a length-1 sequence, attention weights are 1: permuting the batch changes nothing else."""
+    head = build_head("attention-paper", HeadConfig(3, 8, 8, d=8, n_heads=2, dropout=0.0)).eval()
+    x = torch.randn(5, 1, 16)
+    attn = head.encoder.self_attn
+    _, weights = attn(x, x, x, need_weights=True)
+    assert torch.allclose(weights, torch.ones_like(weights))
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_frozen_mode_leaves_encoders_bit_identical_and_joint_changes_both():
+    records, labels = subset()
+    cfg = TrainConfig(mode="frozen", min_epochs=1, max_epochs=1, batch_size=8, val_fraction=0.25)
+    model = make_model("concat")
+    before_t, before_v = snapshot(model.text), snapshot(model.vision)
+    fit(model, records, labels, cfg)
+    assert all(torch.equal(before_t[k], v) for k, v in model.text.state_dict().items())
+    assert all(torch.equal(before_v[k], v) for k, v in model.vision.state_dict().items())
+
+    model = make_model("concat")
+    before_t, before_v = snapshot(model.text), snapshot(model.vision)
+    cfg.mode, cfg.lr_encoder = "joint", 1e-4
+    fit(model, records, labels, cfg)
+    assert any(not torch.equal(before_t[k], v) for k, v in model.text.state_dict().items())
+    assert any(not torch.equal(before_v[k], v) for k, v in model.vision.state_dict().items())
+
+
+def test_top_k_trains_only_the_top_groups():
+    model = make_model("concat")
+    model.set_mode("top-k", top_k=(1, 2))
+    for enc, k in ((model.text, 1), (model.vision, 2)):
+        groups = enc.layer_groups()
+        flags = [any(p.requires_grad for m in g for p in m.parameters()) for g in groups]
+        assert flags == [False] * (len(groups) - k) + [True] * k
+
+
+def test_early_stopping_never_sees_the_test_records():
+    records, labels = subset()
+    test_ids = {r.id for r in records[::4]}
+    train = [r for r in records if r.id not in test_ids]
+    seen: set[str] = set()
+    model = make_model("concat")
+    original = model.preprocess
+
+    def spy(texts, images):
+        seen.update(str(i).rsplit("/", 1)[-1].removesuffix(".png") for i in images)
+        return original(texts, images)
+
+    model.preprocess = spy  # type: ignore[method-assign]
+    result = fit(model, train, labels, TrainConfig(min_epochs=3, max_epochs=3, batch_size=8, val_fraction=0.25))
+    assert seen and not (seen & test_ids)
+    assert set(result.val_ids) <= {r.id for r in train} and len(result.history) == 3
+    assert carve_validation(train, 0.25, 0)[1] == carve_validation(train, 0.25, 0)[1]  # seeded
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    records, labels = subset()
+    model = make_model("concat")
+    with pytest.raises(TrainingDivergedError, match=r"became nan at epoch 1, step 1"):
+        fit(model, records, labels, TrainConfig(batch_size=8), loss_hook=lambda loss: loss * float("nan"))
+
+
+def test_training_is_deterministic_and_metrics_come_from_sklearn():
+    records, labels = subset()
+    cfg = TrainConfig(mode="frozen", min_epochs=1, max_epochs=1, batch_size=8, val_fraction=0.25)
+    probs = []
+    for _ in range(2):
+        model = make_model("concat")
+        fit(model, records, labels, cfg)
+        probs.append(predict_proba(model, records))
+    np.testing.assert_array_equal(probs[0], probs[1])
+    y = [labels.index(r.label) for r in records]
+    m = evaluate(y, probs[0], labels)
+    assert 0.0 <= m["auc"] <= 1.0 and m["n"] == len(records) and len(m["confusion_matrix"]) == 3
