@@ -340,6 +340,142 @@ def data_check_cmd(data: str, label_policy: str | None, balance: int | None, see
         raise SystemExit(1)
 
 
+class _TrainProgress:
+    """rich bars for epochs and steps on stderr; silent when not on a TTY or under --json."""
+
+    def __init__(self, enabled: bool, max_epochs: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=_stderr(), transient=True,
+                                 disable=not (enabled and sys.stderr.isatty()))
+        self.epochs = self.progress.add_task("epochs", total=max_epochs)
+        self.steps = self.progress.add_task("steps", total=None)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event["event"] == "step":
+            self.progress.update(self.steps, completed=event["step"], total=event["steps"],
+                                 description=f"epoch {event['epoch']} loss {event['loss']:.3f}")
+        else:
+            self.progress.update(self.epochs, completed=event["epoch"])
+
+
+@cli.command("train")
+@click.option("--text", "text", default="minilm", show_default=True, help="Text encoder name.")
+@click.option("--vision", "vision", default="efficientnet_lite0", show_default=True, help="Vision encoder name.")
+@click.option("--fusion", default="attention", show_default=True, help="Fusion head (see docs/fusion.md).")
+@click.option("--mode", type=click.Choice(["frozen", "top-k", "joint"]), default="frozen", show_default=True)
+@click.option("--top-k", type=click.IntRange(min=0), default=2, show_default=True,
+              help="top-k mode: layer groups of each encoder that train.")
+@click.option("--data", "data", default="emoji-sentiment", show_default=True, help="KIND:PATH (jftzoo datasets).")
+@click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]))
+@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@click.option("--split", "ratio", default="8:1:1", show_default=True, help="train:val:test ratio, stratified.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Most epochs.")
+@click.option("--min-epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr-encoder", type=float, default=2e-5, show_default=True)
+@click.option("--lr-head", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--random-init", is_flag=True, help="Random encoder weights (plumbing tests; labelled random).")
+@click.option("--text-weights", type=click.Path(), help="Local weights for the text encoder.")
+@click.option("--vision-weights", type=click.Path(), help="Local weights for the vision encoder.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (no progress bars).")
+def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: str, label_policy: str | None,
+              on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int, batch_size: int, lr_encoder: float,
+              lr_head: float, seed: int, random_init: bool, text_weights: str | None, vision_weights: str | None,
+              device: str, as_json: bool) -> None:
+    """Fine-tune TEXT + VISION with a fusion head on a seeded split; evaluate on its test part; save to OUT."""
+    from jftzoo.datasets import load_dataset, ratio_split, write_split
+    from jftzoo.fusion.registry import get_fusion_spec
+    from jftzoo.registry import get_spec
+    from jftzoo.train.classifier import FusionClassifier
+    from jftzoo.train.metrics import evaluate
+
+    get_spec(text), get_spec(vision), get_fusion_spec(fusion)  # usage errors before any work
+    ds = load_dataset(data, on_bad=on_bad, label_policy=label_policy)
+    split = ratio_split(ds, ratio, seed)
+    by_id = ds.by_id()
+    part = {name: [by_id[i] for i in ids] for name, ids in split.parts.items()}
+    clf = FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,
+                           vision_weights=vision_weights, device=device, top_k=top_k, max_epochs=epochs,
+                           min_epochs=min(min_epochs, epochs), batch_size=batch_size, lr_encoder=lr_encoder,
+                           lr_head=lr_head, seed=seed)
+    # Labels come from the dataset's fixed label set, so every split uses the same class indices.
+    records = part["train"]
+    clf.fit(_subset(ds, records), progress=_TrainProgress(not as_json, epochs), validation=part["val"] or None)
+    probs = clf.predict_proba(part["test"])
+    index = {c: i for i, c in enumerate(clf.classes_)}
+    metrics = evaluate([index[r.label] for r in part["test"]], probs, list(clf.classes_))
+    clf.metrics_ = {"test": metrics, "split": {"ratio": ratio, "seed": seed, "dataset": ds.name,
+                                               "checksum": split.checksum}}
+    weights = "random" if random_init else "pretrained"
+    clf.save(out, extra={"weights": weights, "data": data})
+    write_split(split, Path(out) / "split.json")
+    summary = {"out": out, "text": text, "vision": vision, "fusion": fusion, "mode": mode, "weights": weights,
+               "best_epoch": clf.best_epoch_, **{k: metrics[k] for k in ("auc", "accuracy", "f1_macro", "f1_weighted")},
+               "test_records": metrics["n"]}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"{text} + {vision}, {fusion}, {mode} ({weights} weights) on {ds.name}: "
+                        f"test of {metrics['n']}", title_justify="left")
+    for col in ("AUC", "accuracy", "macro-F1", "weighted-F1", "best epoch"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{metrics['auc']:.3f}", f"{metrics['accuracy']:.3f}", f"{metrics['f1_macro']:.3f}",
+                  f"{metrics['f1_weighted']:.3f}", str(clf.best_epoch_))
+    _stdout().print(table)
+    _stdout().print(f"model saved to {out}", highlight=False)
+
+
+def _subset(ds: Any, records: list[Any]) -> Any:
+    """The same dataset (name, label set) restricted to some records."""
+    from dataclasses import replace
+
+    return replace(ds, records=records)
+
+
+@cli.command("predict")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--text", "text", help="The post's text (with --image).")
+@click.option("--image", "image", type=click.Path(), help="The post's image (with --text).")
+@click.option("--data", "data", help="KIND:PATH: predict every record of a dataset.")
+@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, label, probs}.")
+def predict_cmd(model_dir: str, text: str | None, image: str | None, data: str | None, on_bad: str,
+                batch_size: int, as_json: bool) -> None:
+    """Labels and class probabilities from a model folder written by `jftzoo train`."""
+    from jftzoo.datasets import load_dataset
+    from jftzoo.datasets.records import Record
+    from jftzoo.train.classifier import FusionClassifier
+
+    if data and (text is not None or image):
+        raise UsageError("give either --data or --text with --image, not both")
+    if not data and (text is None or not image):
+        raise UsageError("give --text and --image for one post, or --data KIND:PATH for a dataset")
+    one = [Record("1", text or "", Path(image or ""), "?")]
+    records = load_dataset(data, on_bad=on_bad).records if data else one
+    clf = FusionClassifier.load(model_dir)
+    probs = clf.predict_proba(records, batch_size)
+    rows = [{"id": r.id, "label": str(clf.classes_[p.argmax()]),  # type: ignore[index]
+             "probs": {str(c): float(x) for c, x in zip(clf.classes_, p, strict=True)}}  # type: ignore[arg-type]
+            for r, p in zip(records, probs, strict=True)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"predictions of {model_dir}", title_justify="left")
+    table.add_column("id")
+    table.add_column("label")
+    for c in clf.classes_:  # type: ignore[union-attr]
+        table.add_column(f"p({c})", justify="right")
+    for row in rows:
+        table.add_row(row["id"], row["label"], *(f"{v:.3f}" for v in row["probs"].values()))
+    _stdout().print(table)
+
+
 def main() -> None:
     cli(prog_name="jftzoo")
 

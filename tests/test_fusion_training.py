@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -153,3 +154,62 @@ def test_training_is_deterministic_and_metrics_come_from_sklearn():
     y = [labels.index(r.label) for r in records]
     m = evaluate(y, probs[0], labels)
     assert 0.0 <= m["auc"] <= 1.0 and m["n"] == len(records) and len(m["confusion_matrix"]) == 3
+
+
+def test_fusion_classifier_fit_predict_save_load_roundtrip(tmp_path):
+    from jftzoo.train.classifier import FusionClassifier
+
+    records, labels = subset()
+    clf = FusionClassifier(text="minilm", vision="efficientnet_lite0", fusion="gated", mode="frozen",
+                           head={"d": 32, "hidden": 32}, min_epochs=1, max_epochs=1, batch_size=8, val_fraction=0.25)
+    X = [(r.text, r.image) for r in records]
+    y = [r.label for r in records]
+    clf.fit(X, y)
+    assert list(clf.classes_) == sorted(labels)
+    probs = clf.predict_proba(X)
+    assert probs.shape == (len(X), 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert set(clf.predict(X)) <= set(labels)
+    clf.save(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["text"]["source"] == "sentence-transformers/all-MiniLM-L6-v2" and config["fusion"] == "gated"
+    assert {"jftzoo", "torch", "transformers", "timm"} <= set(config["versions"])
+    loaded = FusionClassifier.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict_proba(X), probs)
+    assert list(loaded.classes_) == list(clf.classes_)
+    with pytest.raises(jftzoo.JftzooError, match="not a jftzoo model folder"):
+        FusionClassifier.load(tmp_path)
+
+
+def test_train_and_predict_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from jftzoo.cli import cli
+
+    records, _ = subset()
+    root = tmp_path / "posts"
+    (root / "img").mkdir(parents=True)
+    lines = []
+    for r in records:
+        (root / "img" / r.image.name).write_bytes(r.image.read_bytes())
+        lines.append(json.dumps({"id": r.id, "text": r.text, "image": f"img/{r.image.name}", "label": r.label}))
+    (root / "posts.jsonl").write_text("\n".join(lines) + "\n")
+    data = f"jsonl:{root / 'posts.jsonl'}"
+    out = tmp_path / "model"
+    res = CliRunner().invoke(cli, ["train", "--fusion", "concat", "--data", data, "--split", "4:1:1", "--out", str(out),
+                                   "--epochs", "1", "--min-epochs", "1", "--batch-size", "8", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert summary["weights"] == "pretrained" and summary["test_records"] == 3 and 0 <= summary["accuracy"] <= 1
+    assert (out / "model.safetensors").is_file() and (out / "split.json").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["metrics"]["test"]["n"] == 3 and config["labels"] == ["negative", "neutral", "positive"]
+    res = CliRunner().invoke(cli, ["predict", str(out), "--data", data, "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["id"] for r in rows] == [r.id for r in records]
+    assert all(set(r["probs"]) == {"negative", "neutral", "positive"} for r in rows)
+    assert CliRunner().invoke(cli, ["predict", str(out), "--text", "hi"]).exit_code == 2
+    res = CliRunner().invoke(cli, ["predict", str(out), "--text", "hi", "--image", str(tmp_path / "nope.png")])
+    assert res.exit_code == 1 and "nope.png" in res.output
+    res = CliRunner().invoke(cli, ["train", "--fusion", "concta", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "Did you mean 'concat'" in res.output

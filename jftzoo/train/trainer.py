@@ -108,13 +108,21 @@ def fit(
     config: TrainConfig,
     progress: ProgressCallback | None = None,
     loss_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    validation: Sequence[Record] | None = None,
 ) -> TrainResult:
-    """Train in place and leave the best (lowest validation loss) weights loaded."""
+    """Train in place and leave the best (lowest validation loss) weights loaded.
+
+    `validation` (e.g. the 'val' part of an 8:1:1 split) decides early stopping; without it, a
+    stratified share of `records` is carved off. Test records must never be passed here.
+    """
     from transformers import get_linear_schedule_with_warmup
 
     seed_everything(config.seed)
     index = {label: i for i, label in enumerate(labels)}
-    train, val = carve_validation(records, config.val_fraction, config.seed)
+    if validation:
+        train, val = list(records), list(validation)
+    else:
+        train, val = carve_validation(records, config.val_fraction, config.seed)
     model.set_mode(config.mode, config.top_k)
     groups = [{"params": [p for p in model.head.parameters()], "lr": config.lr_head}]
     encoder_params = model.encoder_parameters()
