@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from jftzoo import plugins
-from jftzoo.errors import UnknownEncoderError, UsageError
+from jftzoo.errors import UnknownEncoderError, UsageError, suggest
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,10 +72,7 @@ class EncoderSpec:
             raise ValueError(f"encoder {self.name!r}: factory must be callable or 'module:function'")
 
     def resolve_factory(self) -> Callable[..., Encoder]:
-        if callable(self.factory):
-            return self.factory
-        module_name, _, attr = self.factory.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return import_ref(self.factory)
 
     def offline_source(self) -> str | None:
         """Where weights would come from with no network right now: 'packaged', 'cache' or None."""
@@ -167,6 +164,44 @@ def call_hook(hook: str, problems: list[plugins.PluginProblem]) -> list[tuple[st
             continue
         out.append((name, distribution, batch))
     return out
+
+
+def collect_specs(hook: str, spec_type: type, kind: str) -> dict[str, Any]:
+    """Name -> spec from one `register_*` hook (datasets, fusion heads): first registration wins,
+    wrong types and clashes are reported as plugin warnings, each spec gets its `provider`."""
+    problems: list[plugins.PluginProblem] = []
+    specs: dict[str, Any] = {}
+    for name, distribution, batch in call_hook(hook, problems):
+        for spec in batch:
+            if not isinstance(spec, spec_type):
+                error = f"register() takes a {spec_type.__name__}, got {type(spec).__name__}"
+                problems.append(plugins.PluginProblem(name, distribution, "invalid-spec", error))
+            elif spec.name in specs:
+                error = (f"{kind} {spec.name!r} is registered by both {specs[spec.name].provider!r} and {name!r}; "
+                         "keeping the first")
+                problems.append(plugins.PluginProblem(name, distribution, "duplicate", error))
+            else:
+                specs[spec.name] = replace(spec, provider=name)
+    for problem in problems:
+        warnings.warn(problem.message(), JftzooPluginWarning, stacklevel=3)
+    return specs
+
+
+def import_ref(ref: str | Callable[..., Any]) -> Callable[..., Any]:
+    """A callable, or the object a "module:attribute" string names (imported only now)."""
+    if callable(ref):
+        return ref
+    module_name, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class UnknownNameError(UsageError):
+    """An unknown dataset kind or fusion head, with the nearest valid names."""
+
+    def __init__(self, kind: str, name: str, known: list[str], listing: str) -> None:
+        hint = suggest(name, known)
+        did = f" Did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
+        super().__init__(f"Unknown {kind} {name!r}.{did} {listing}")
 
 
 def _collect() -> EncoderRegistry:

@@ -213,3 +213,24 @@ def test_train_and_predict_cli(tmp_path):
     assert res.exit_code == 1 and "nope.png" in res.output
     res = CliRunner().invoke(cli, ["train", "--fusion", "concta", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "Did you mean 'concat'" in res.output
+
+
+def test_a_plugin_can_register_a_fusion_head(register_plugin):
+    from jftzoo import hookimpl
+    from jftzoo.fusion.heads import ConcatHead
+    from jftzoo.fusion.registry import FusionSpec
+
+    class MyHead(ConcatHead):
+        pass
+
+    class Plugin:
+        @hookimpl
+        def register_fusions(self, register):
+            register(FusionSpec("my-head", MyHead, "a third-party head"))
+            register("not a spec")
+
+    register_plugin(Plugin(), "heads-plugin")
+    with pytest.warns(UserWarning, match="takes a FusionSpec"):
+        spec = get_fusion_spec("my-head")
+    assert spec.provider == "heads-plugin"
+    assert isinstance(build_head("my-head", HeadConfig(2, 4, 4, d=8, n_heads=2)), MyHead)

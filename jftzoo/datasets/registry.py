@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jftzoo import plugins
-from jftzoo.errors import UsageError, suggest
-from jftzoo.registry import JftzooPluginWarning, call_hook
+from jftzoo.errors import UsageError
+from jftzoo.registry import UnknownNameError, collect_specs, import_ref
 
 if TYPE_CHECKING:
     from jftzoo.datasets.records import Dataset
@@ -31,17 +28,7 @@ class DatasetSpec:
     provider: str = field(default="", compare=False)
 
     def resolve_reader(self) -> Callable[..., Dataset]:
-        if callable(self.reader):
-            return self.reader
-        module, _, attr = self.reader.partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-
-class UnknownDatasetError(UsageError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        hint = suggest(name, known)
-        did = f" Did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
-        super().__init__(f"Unknown dataset kind {name!r}.{did} Run `jftzoo datasets` to list them.")
+        return import_ref(self.reader)
 
 
 _specs: dict[str, DatasetSpec] | None = None
@@ -50,23 +37,7 @@ _specs: dict[str, DatasetSpec] | None = None
 def dataset_specs() -> dict[str, DatasetSpec]:
     global _specs
     if _specs is None:
-        problems: list[plugins.PluginProblem] = []
-        specs: dict[str, DatasetSpec] = {}
-        for name, distribution, batch in call_hook("register_datasets", problems):
-            for spec in batch:
-                if not isinstance(spec, DatasetSpec):
-                    problems.append(plugins.PluginProblem(name, distribution, "invalid-spec",
-                                                          f"register() takes a DatasetSpec, got {type(spec).__name__}"))
-                elif spec.name in specs:
-                    problems.append(plugins.PluginProblem(
-                        name, distribution, "duplicate",
-                        f"dataset {spec.name!r} is registered by both {specs[spec.name].provider!r} and {name!r}; "
-                        f"keeping the first"))
-                else:
-                    specs[spec.name] = replace(spec, provider=name)
-        for problem in problems:
-            warnings.warn(problem.message(), JftzooPluginWarning, stacklevel=2)
-        _specs = specs
+        _specs = collect_specs("register_datasets", DatasetSpec, "dataset")
     return _specs
 
 
@@ -78,7 +49,7 @@ def reset() -> None:
 def get_dataset_spec(name: str) -> DatasetSpec:
     specs = dataset_specs()
     if name not in specs:
-        raise UnknownDatasetError(name, list(specs))
+        raise UnknownNameError("dataset kind", name, list(specs), "Run `jftzoo datasets` to list them.")
     return specs[name]
 
 

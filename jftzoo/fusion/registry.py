@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from jftzoo import plugins
-from jftzoo.errors import UsageError, suggest
-from jftzoo.registry import JftzooPluginWarning, call_hook
+from jftzoo.registry import UnknownNameError, collect_specs, import_ref
 
 
 @dataclass(frozen=True)
@@ -23,17 +19,7 @@ class FusionSpec:
     provider: str = field(default="", compare=False)
 
     def resolve(self) -> Callable[..., Any]:
-        if callable(self.factory):
-            return self.factory
-        module, _, attr = self.factory.partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-
-class UnknownFusionError(UsageError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        hint = suggest(name, known)
-        did = f" Did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
-        super().__init__(f"Unknown fusion head {name!r}.{did} Known: {', '.join(known)}.")
+        return import_ref(self.factory)
 
 
 _specs: dict[str, FusionSpec] | None = None
@@ -42,23 +28,7 @@ _specs: dict[str, FusionSpec] | None = None
 def fusion_specs() -> dict[str, FusionSpec]:
     global _specs
     if _specs is None:
-        problems: list[plugins.PluginProblem] = []
-        specs: dict[str, FusionSpec] = {}
-        for name, distribution, batch in call_hook("register_fusions", problems):
-            for spec in batch:
-                if not isinstance(spec, FusionSpec):
-                    problems.append(plugins.PluginProblem(name, distribution, "invalid-spec",
-                                                          f"register() takes a FusionSpec, got {type(spec).__name__}"))
-                elif spec.name in specs:
-                    problems.append(plugins.PluginProblem(
-                        name, distribution, "duplicate",
-                        f"fusion {spec.name!r} is registered by both {specs[spec.name].provider!r} and {name!r}; "
-                        "keeping the first"))
-                else:
-                    specs[spec.name] = replace(spec, provider=name)
-        for problem in problems:
-            warnings.warn(problem.message(), JftzooPluginWarning, stacklevel=2)
-        _specs = specs
+        _specs = collect_specs("register_fusions", FusionSpec, "fusion")
     return _specs
 
 
@@ -70,7 +40,7 @@ def reset() -> None:
 def get_fusion_spec(name: str) -> FusionSpec:
     specs = fusion_specs()
     if name not in specs:
-        raise UnknownFusionError(name, list(specs))
+        raise UnknownNameError("fusion head", name, list(specs), f"Known: {', '.join(specs)}.")
     return specs[name]
 
 
