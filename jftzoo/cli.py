@@ -371,6 +371,7 @@ class _TrainProgress:
 @click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]))
 @click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
 @click.option("--split", "ratio", default="8:1:1", show_default=True, help="train:val:test ratio, stratified.")
+@click.option("--folds", type=click.IntRange(min=2), help="Stratified k-fold CV instead of --split (writes cv.json).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Most epochs.")
 @click.option("--min-epochs", type=click.IntRange(min=1), default=3, show_default=True)
@@ -386,7 +387,7 @@ class _TrainProgress:
 def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: str, label_policy: str | None,
               on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int, batch_size: int, lr_encoder: float,
               lr_head: float, seed: int, random_init: bool, text_weights: str | None, vision_weights: str | None,
-              device: str, as_json: bool) -> None:
+              device: str, as_json: bool, folds: int | None) -> None:
     """Fine-tune TEXT + VISION with a fusion head on a seeded split; evaluate on its test part; save to OUT."""
     from jftzoo.datasets import load_dataset, ratio_split, write_split
     from jftzoo.fusion.registry import get_fusion_spec
@@ -396,13 +397,39 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
 
     get_spec(text), get_spec(vision), get_fusion_spec(fusion)  # usage errors before any work
     ds = load_dataset(data, on_bad=on_bad, label_policy=label_policy)
+    weights = "random" if random_init else "pretrained"
+
+    def make() -> FusionClassifier:
+        return FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,
+                                vision_weights=vision_weights, device=device, top_k=top_k, max_epochs=epochs,
+                                min_epochs=min(min_epochs, epochs), batch_size=batch_size, lr_encoder=lr_encoder,
+                                lr_head=lr_head, seed=seed)
+
+    if folds:
+        from jftzoo.train.cv import SUMMARY_KEYS, cross_validate
+
+        cv = cross_validate(make, ds, folds, seed)
+        cv.update({"text": text, "vision": vision, "fusion": fusion, "mode": mode, "weights": weights, "data": data})
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "cv.json").write_text(json.dumps(cv, indent=2) + "\n", encoding="utf-8")
+        if as_json:
+            click.echo(json.dumps({k: v for k, v in cv.items() if k != "folds"} | {"folds": len(cv["folds"])}))
+            return
+        table = Table(title=f"{text} + {vision}, {fusion}, {mode} ({weights} weights) on {ds.name}: "
+                            f"{folds}-fold CV", title_justify="left")
+        table.add_column("fold")
+        for key in SUMMARY_KEYS:
+            table.add_column(key, justify="right")
+        for f in cv["folds"]:
+            table.add_row(f["fold"], *(f"{f[k]:.3f}" for k in SUMMARY_KEYS))
+        table.add_row("mean ± std", *(f"{cv[k + '_mean']:.3f} ± {cv[k + '_std']:.3f}" for k in SUMMARY_KEYS))
+        _stdout().print(table)
+        _stdout().print(f"every fold's figures written to {Path(out) / 'cv.json'}", highlight=False)
+        return
     split = ratio_split(ds, ratio, seed)
     by_id = ds.by_id()
     part = {name: [by_id[i] for i in ids] for name, ids in split.parts.items()}
-    clf = FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,
-                           vision_weights=vision_weights, device=device, top_k=top_k, max_epochs=epochs,
-                           min_epochs=min(min_epochs, epochs), batch_size=batch_size, lr_encoder=lr_encoder,
-                           lr_head=lr_head, seed=seed)
+    clf = make()
     # Labels come from the dataset's fixed label set, so every split uses the same class indices.
     records = part["train"]
     clf.fit(_subset(ds, records), progress=_TrainProgress(not as_json, epochs), validation=part["val"] or None)
@@ -411,7 +438,6 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     metrics = evaluate([index[r.label] for r in part["test"]], probs, list(clf.classes_))
     clf.metrics_ = {"test": metrics, "split": {"ratio": ratio, "seed": seed, "dataset": ds.name,
                                                "checksum": split.checksum}}
-    weights = "random" if random_init else "pretrained"
     clf.save(out, extra={"weights": weights, "data": data})
     write_split(split, Path(out) / "split.json")
     summary = {"out": out, "text": text, "vision": vision, "fusion": fusion, "mode": mode, "weights": weights,

@@ -211,6 +211,11 @@ def test_train_and_predict_cli(tmp_path):
     assert CliRunner().invoke(cli, ["predict", str(out), "--text", "hi"]).exit_code == 2
     res = CliRunner().invoke(cli, ["predict", str(out), "--text", "hi", "--image", str(tmp_path / "nope.png")])
     assert res.exit_code == 1 and "nope.png" in res.output
+    res = CliRunner().invoke(cli, ["train", "--fusion", "text-only", "--data", data, "--folds", "2", "--out",
+                                   str(tmp_path / "cv"), "--epochs", "1", "--min-epochs", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert len(cv["folds"]) == 2 and "auc_std" in json.loads(res.output)
     res = CliRunner().invoke(cli, ["train", "--fusion", "concta", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "Did you mean 'concat'" in res.output
 
@@ -234,3 +239,24 @@ def test_a_plugin_can_register_a_fusion_head(register_plugin):
         spec = get_fusion_spec("my-head")
     assert spec.provider == "heads-plugin"
     assert isinstance(build_head("my-head", HeadConfig(2, 4, 4, d=8, n_heads=2)), MyHead)
+
+
+def test_cross_validation_keeps_every_fold_and_reports_mean_and_std():
+    from dataclasses import replace
+
+    from jftzoo.train.classifier import FusionClassifier
+    from jftzoo.train.cv import cross_validate
+
+    records, _ = subset()
+    ds = replace(load_dataset("emoji-sentiment"), records=list(records))
+
+    def make() -> FusionClassifier:
+        return FusionClassifier(fusion="concat", mode="frozen", head={"d": 16, "hidden": 16}, min_epochs=1,
+                                max_epochs=1, batch_size=8, val_fraction=0.25)
+
+    out = cross_validate(make, ds, folds=2, seed=0)
+    assert [f["fold"] for f in out["folds"]] == ["fold0", "fold1"]
+    assert sum(f["n"] for f in out["folds"]) == len(records)
+    accs = [f["accuracy"] for f in out["folds"]]
+    assert out["accuracy_mean"] == pytest.approx(np.mean(accs)) and out["accuracy_std"] == pytest.approx(np.std(accs))
+    assert {"auc_mean", "auc_std", "f1_macro_mean", "f1_weighted_std"} <= set(out)
