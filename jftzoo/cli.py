@@ -378,6 +378,8 @@ class _TrainProgress:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr-encoder", type=float, default=2e-5, show_default=True)
 @click.option("--lr-head", type=float, default=1e-3, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Dropout in the fusion head.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--random-init", is_flag=True, help="Random encoder weights (plumbing tests; labelled random).")
 @click.option("--text-weights", type=click.Path(), help="Local weights for the text encoder.")
@@ -387,7 +389,7 @@ class _TrainProgress:
 def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: str, label_policy: str | None,
               on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int, batch_size: int, lr_encoder: float,
               lr_head: float, seed: int, random_init: bool, text_weights: str | None, vision_weights: str | None,
-              device: str, as_json: bool, folds: int | None) -> None:
+              device: str, as_json: bool, folds: int | None, dropout: float) -> None:
     """Fine-tune TEXT + VISION with a fusion head on a seeded split; evaluate on its test part; save to OUT."""
     from jftzoo.datasets import load_dataset, ratio_split, write_split
     from jftzoo.fusion.registry import get_fusion_spec
@@ -401,7 +403,8 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
 
     def make() -> FusionClassifier:
         return FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,
-                                vision_weights=vision_weights, device=device, top_k=top_k, max_epochs=epochs,
+                                vision_weights=vision_weights, device=device, head={"dropout": dropout},
+                                top_k=top_k, max_epochs=epochs,
                                 min_epochs=min(min_epochs, epochs), batch_size=batch_size, lr_encoder=lr_encoder,
                                 lr_head=lr_head, seed=seed)
 
@@ -430,9 +433,13 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     by_id = ds.by_id()
     part = {name: [by_id[i] for i in ids] for name, ids in split.parts.items()}
     clf = make()
+    accelerator = _accelerator(device, unused_encoder=len(get_fusion_spec(fusion).modalities) < 2)
+    main_process = accelerator is None or accelerator.is_main_process
     # Labels come from the dataset's fixed label set, so every split uses the same class indices.
-    records = part["train"]
-    clf.fit(_subset(ds, records), progress=_TrainProgress(not as_json, epochs), validation=part["val"] or None)
+    clf.fit(_subset(ds, part["train"]), progress=_TrainProgress(not as_json and main_process, epochs),
+            validation=part["val"] or None, accelerator=accelerator)
+    if not main_process:
+        return  # only the first process evaluates, saves and prints
     probs = clf.predict_proba(part["test"])
     index = {c: i for i, c in enumerate(clf.classes_)}
     metrics = evaluate([index[r.label] for r in part["test"]], probs, list(clf.classes_))
@@ -454,6 +461,17 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
                   f"{metrics['f1_weighted']:.3f}", str(clf.best_epoch_))
     _stdout().print(table)
     _stdout().print(f"model saved to {out}", highlight=False)
+
+
+def _accelerator(device: str, unused_encoder: bool) -> Any:
+    """A Hugging Face Accelerator when started by `torchrun` / `accelerate launch` with several processes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    # Unimodal heads leave one encoder unused in forward: DDP must be told.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=unused_encoder)
+    return Accelerator(cpu=device == "cpu", kwargs_handlers=[ddp])
 
 
 def _subset(ds: Any, records: list[Any]) -> Any:

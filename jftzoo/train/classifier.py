@@ -98,16 +98,20 @@ class FusionClassifier:
 
     # -- estimator API -----------------------------------------------------------------------------------
     def fit(self, X: Any, y: Sequence[str] | None = None, progress: Any = None,
-            validation: Any = None) -> FusionClassifier:
+            validation: Any = None, accelerator: Any = None) -> FusionClassifier:
         """Train; `validation` (records or a Dataset) decides early stopping, else a share of X does."""
         from jftzoo.train.trainer import fit
 
         records = as_records(X, y)
         labels = list(X.labels) if isinstance(X, Dataset) else sorted({r.label for r in records})
         self.classes_ = np.array(labels)
+        from jftzoo.train.trainer import seed_everything
+
+        seed_everything(self.train_config.seed)  # the head's initial weights follow the seed too
         self.model_ = self._build(len(labels), self.pretrained)
         val = as_records(validation) if validation is not None else None
-        result = fit(self.model_, records, labels, self.train_config, progress=progress, validation=val)
+        result = fit(self.model_, records, labels, self.train_config, progress=progress, validation=val,
+                     accelerator=accelerator)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         return self

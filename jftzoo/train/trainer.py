@@ -109,11 +109,16 @@ def fit(
     progress: ProgressCallback | None = None,
     loss_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
     validation: Sequence[Record] | None = None,
+    accelerator: Any = None,
 ) -> TrainResult:
     """Train in place and leave the best (lowest validation loss) weights loaded.
 
     `validation` (e.g. the 'val' part of an 8:1:1 split) decides early stopping; without it, a
     stratified share of `records` is carved off. Test records must never be passed here.
+
+    With a Hugging Face `accelerator` over several processes (`torchrun`/`accelerate launch`), each
+    global batch is split across the processes and DDP averages their gradients, so the run follows
+    the single-process one; validation runs whole on every process, so all stop together.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -134,18 +139,26 @@ def fit(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     generator = torch.Generator().manual_seed(config.seed)
     device = next(model.parameters()).device
+    net: Any = model  # what runs forward and backward: the model itself, or its DDP wrapper
+    rank, world = 0, 1
+    if accelerator is not None and accelerator.num_processes > 1:
+        net = accelerator.prepare_model(model)
+        rank, world = accelerator.process_index, accelerator.num_processes
+        device = accelerator.device
     result = TrainResult(best_epoch=-1, best_val_loss=float("inf"), val_ids=[r.id for r in val])
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
     for epoch in range(config.max_epochs):
-        model.train()
+        net.train()
         optimizer.zero_grad(set_to_none=True)
         running, seen = 0.0, 0
         batches = _batches(train, config.batch_size, generator)
-        for step, chunk in enumerate(batches):
+        for step, whole in enumerate(batches):
+            chunk = whole[rank::world] or whole[:1]  # this process's share of the global batch
+            weight = 1.0 if whole[rank::world] else 0.0  # a process with no share still joins the all-reduce
             batch = _to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device)
             y = torch.tensor([index[r.label] for r in chunk], device=device)
-            loss = F.cross_entropy(model(batch).float(), y)
+            loss = F.cross_entropy(net(batch).float(), y)
             if loss_hook is not None:
                 loss = loss_hook(loss)
             if not torch.isfinite(loss):
@@ -153,7 +166,7 @@ def fit(
                     f"the training loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}: lower the "
                     f"learning rates (encoder {config.lr_encoder}, head {config.lr_head}) or check the inputs"
                 )
-            (loss / config.grad_accum).backward()
+            (loss * weight / config.grad_accum).backward()
             running += float(loss.detach()) * len(chunk)
             seen += len(chunk)
             if (step + 1) % config.grad_accum == 0 or step + 1 == len(batches):
