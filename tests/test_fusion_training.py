@@ -260,3 +260,11 @@ def test_cross_validation_keeps_every_fold_and_reports_mean_and_std():
     accs = [f["accuracy"] for f in out["folds"]]
     assert out["accuracy_mean"] == pytest.approx(np.mean(accs)) and out["accuracy_std"] == pytest.approx(np.std(accs))
     assert {"auc_mean", "auc_std", "f1_macro_mean", "f1_weighted_std"} <= set(out)
+
+
+def test_no_bf16_autocast_on_cpu():
+    import contextlib
+
+    from jftzoo.train.trainer import autocast_for
+
+    assert isinstance(autocast_for(torch.device("cpu")), contextlib.nullcontext)
