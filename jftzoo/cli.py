@@ -294,7 +294,7 @@ def data_check_cmd(data: str, label_policy: str | None, balance: int | None, see
         raise
     fold_error = None
     try:
-        splits._check_min_class(ds, folds)
+        splits.check_min_class(ds, folds)
     except UsageError as exc:
         fold_error = str(exc)
     written = None
@@ -310,7 +310,8 @@ def data_check_cmd(data: str, label_policy: str | None, balance: int | None, see
     report = {
         "data": data, "ok": fold_error is None, "records": len(ds), "classes": ds.class_counts(),
         "dropped_by_label_policy": ds.dropped, "skipped": [vars(p) for p in ds.skipped], "notes": ds.notes,
-        "official_splits": {k: len(v) for k, v in ds.splits.items()}, "checksum": ds.checksum(),
+        "official_splits": {k: len(v) for k, v in ds.splits.items()},
+        "checksum": split.checksum if written else ds.checksum(),  # hashing reads every image: once
         "fold_check": fold_error or f"every class has at least {folds} members", "split_written": written,
     }
     if as_json:
@@ -436,7 +437,7 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     accelerator = _accelerator(device, unused_encoder=len(get_fusion_spec(fusion).modalities) < 2)
     main_process = accelerator is None or accelerator.is_main_process
     # Labels come from the dataset's fixed label set, so every split uses the same class indices.
-    clf.fit(_subset(ds, part["train"]), progress=_TrainProgress(not as_json and main_process, epochs),
+    clf.fit(ds.subset(part["train"]), progress=_TrainProgress(not as_json and main_process, epochs),
             validation=part["val"] or None, accelerator=accelerator)
     if not main_process:
         return  # only the first process evaluates, saves and prints
@@ -472,13 +473,6 @@ def _accelerator(device: str, unused_encoder: bool) -> Any:
     # Unimodal heads leave one encoder unused in forward: DDP must be told.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=unused_encoder)
     return Accelerator(cpu=device == "cpu", kwargs_handlers=[ddp])
-
-
-def _subset(ds: Any, records: list[Any]) -> Any:
-    """The same dataset (name, label set) restricted to some records."""
-    from dataclasses import replace
-
-    return replace(ds, records=records)
 
 
 @cli.command("predict")

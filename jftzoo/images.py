@@ -19,6 +19,25 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def decode(path: Path) -> tuple[Image.Image | None, str | None]:
+    """(fully decoded image, None) or (None, why not): one place that decides what a bad image is,
+    shared by `load_image` and the dataset checks."""
+    if not path.exists():
+        return None, "image file is missing"
+    if not path.is_file():
+        return None, "image path is not a file"
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, so a truncated file fails here and not mid-batch
+            return img, None
+    except UnidentifiedImageError:
+        return None, "not an image file (PIL cannot identify it)"
+    except PermissionError:
+        return None, "image file is not readable (permission denied)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return None, f"image is truncated or corrupt ({exc})"
+
+
 def load_image(item: Any, index: int) -> Image.Image:
     """A fully decoded RGB image from a PIL image or a path; truncated or non-image files are refused."""
     if isinstance(item, Image.Image):
@@ -27,14 +46,7 @@ def load_image(item: Any, index: int) -> Image.Image:
         raise BadInputError(
             f"image item {index} is a {type(item).__name__}; pass a PIL image or a path to an image file"
         )
-    path = Path(item)
-    if not path.is_file():
-        raise BadInputError(f"image item {index}: file {str(path)!r} does not exist or is not a file")
-    try:
-        with Image.open(path) as img:
-            img.load()  # decode now, so a truncated file fails here and not mid-batch
-            return to_rgb(img)
-    except UnidentifiedImageError as exc:
-        raise BadInputError(f"image item {index}: {str(path)!r} is not an image file PIL can read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadInputError(f"image item {index}: {str(path)!r} is corrupt or truncated ({exc})") from exc
+    img, reason = decode(Path(item))
+    if img is None:
+        raise BadInputError(f"image item {index}: {str(item)!r}: {reason}")
+    return to_rgb(img)

@@ -6,9 +6,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from jftzoo.datasets.records import BadDataError, Dataset, Problem, Record
+from jftzoo.images import decode
 
 ON_BAD = ("error", "skip")
 
@@ -27,25 +26,6 @@ def resolve_inside(
     return path, None
 
 
-def image_problem(record: Record) -> str | None:
-    """None if the image decodes fully; otherwise why not."""
-    path = record.image
-    if not path.exists():
-        return "image file is missing"
-    if not path.is_file():
-        return "image path is not a file"
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except UnidentifiedImageError:
-        return "not an image file (PIL cannot identify it)"
-    except PermissionError:
-        return "image file is not readable (permission denied)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"image is truncated or corrupt ({exc})"
-    return None
-
-
 def check_records(records: Iterable[Record], labels: tuple[str, ...], verify_images: bool = True) -> list[Problem]:
     records = list(records)
     problems: list[Problem] = []
@@ -60,7 +40,7 @@ def check_records(records: Iterable[Record], labels: tuple[str, ...], verify_ima
             expected = ", ".join(labels)
             problems.append(Problem(r.id, r.origin or "-", f"unknown label {r.label!r}; expected one of {expected}"))
         if verify_images:
-            reason = image_problem(r)
+            _, reason = decode(r.image)
             if reason:
                 problems.append(Problem(r.id, str(r.image), reason))
     return problems
@@ -79,8 +59,7 @@ def finalize(
         return dataset
     if on_bad == "error":
         raise BadDataError(dataset.name, problems)
-    bad = {p.record_id for p in problems}
-    dup_ids = {p.record_id for p in problems if p.reason.startswith("duplicate id")}
-    dataset.records = [r for r in dataset.records if r.id not in bad and r.id not in dup_ids]
+    bad = {p.record_id for p in problems}  # every copy of a duplicate id goes too
+    dataset.records = [r for r in dataset.records if r.id not in bad]
     dataset.skipped = problems
     return dataset

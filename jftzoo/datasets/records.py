@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jftzoo.errors import JftzooError
@@ -77,6 +77,10 @@ class Dataset:
             text = hashlib.sha256(r.text.encode("utf-8")).hexdigest()
             digest.update(f"{r.id}\t{r.label}\t{text}\t{image}\n".encode())
         return digest.hexdigest()
+
+    def subset(self, records: list[Record]) -> Dataset:
+        """The same dataset (name, label set, licence) restricted to some of its records."""
+        return replace(self, records=list(records))
 
     def by_id(self) -> dict[str, Record]:
         return {r.id: r for r in self.records}

@@ -26,7 +26,7 @@ class Split:
     params: dict[str, object]
 
 
-def _check_min_class(dataset: Dataset, k: int) -> None:
+def check_min_class(dataset: Dataset, k: int) -> None:
     small = {label: n for label, n in dataset.class_counts().items() if n < k}
     if small:
         raise UsageError(
@@ -41,7 +41,7 @@ def stratified_kfold(dataset: Dataset, k: int = 10, seed: int = 0) -> Split:
 
     if k < 2:
         raise UsageError(f"k-fold needs at least 2 folds, got {k}")
-    _check_min_class(dataset, k)
+    check_min_class(dataset, k)
     records = sorted(dataset.records, key=lambda r: r.id)
     labels = [r.label for r in records]
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -66,7 +66,7 @@ def ratio_split(dataset: Dataset, ratio: str = "8:1:1", seed: int = 0) -> Split:
     from sklearn.model_selection import train_test_split
 
     train_f, val_f, test_f = parse_ratio(ratio)
-    _check_min_class(dataset, 3 if val_f else 2)
+    check_min_class(dataset, 3 if val_f else 2)
     records = sorted(dataset.records, key=lambda r: r.id)
     ids = [r.id for r in records]
     labels = [r.label for r in records]

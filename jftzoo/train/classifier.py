@@ -189,9 +189,9 @@ class FusionClassifier:
         # The architecture from the registry, every weight from the saved file: no hub, no pre-trained files.
         clf.model_ = clf._build(len(clf.classes_), pretrained=False)
         clf.model_.load_state_dict(load_file(str(path / "model.safetensors")))
-        for enc, key in ((clf.model_.text, "text"), (clf.model_.vision, "vision")):
-            from jftzoo.weights import WeightSource
+        from jftzoo.weights import WeightSource
 
+        for enc, key in ((clf.model_.text, "text"), (clf.model_.vision, "vision")):
             enc.weight_source = WeightSource("path", f"{path} (fine-tuned; base {config[key]['weights']})")
         if (path / "tokenizer").is_dir():
             from transformers import AutoTokenizer

@@ -23,8 +23,6 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Train a fresh classifier per fold (early stopping inside the training folds only) and test on
     the held-out fold; AUC is computed over each whole test fold."""
-    from dataclasses import replace
-
     split = stratified_kfold(dataset, folds, seed)
     by_id = dataset.by_id()
     results = []
@@ -32,7 +30,7 @@ def cross_validate(
         held_out = set(test_ids)
         train = [r for r in dataset.records if r.id not in held_out]
         test = [by_id[t] for t in test_ids]
-        clf = make_classifier().fit(replace(dataset, records=train))
+        clf = make_classifier().fit(dataset.subset(train))
         probs = clf.predict_proba(test)
         index = {c: j for j, c in enumerate(clf.classes_)}
         metrics = evaluate([index[r.label] for r in test], probs, list(clf.classes_))
