@@ -116,20 +116,27 @@ def test_top_k_trains_only_the_top_groups():
         assert flags == [False] * (len(groups) - k) + [True] * k
 
 
-def test_early_stopping_never_sees_the_test_records():
+@pytest.mark.parametrize("mode", ["frozen", "joint"])  # frozen reads cached features; joint re-encodes
+def test_early_stopping_never_sees_the_test_records(mode: str):
     records, labels = subset()
     test_ids = {r.id for r in records[::4]}
     train = [r for r in records if r.id not in test_ids]
+    by_text = {r.text: r.id for r in records}
     seen: set[str] = set()
     model = make_model("concat")
-    original = model.preprocess
+    text_preprocess, vision_preprocess = model.text.preprocess, model.vision.preprocess
 
-    def spy(texts, images):
+    def spy_text(texts):
+        seen.update(by_text[t] for t in texts)
+        return text_preprocess(texts)
+
+    def spy_vision(images):
         seen.update(str(i).rsplit("/", 1)[-1].removesuffix(".png") for i in images)
-        return original(texts, images)
+        return vision_preprocess(images)
 
-    model.preprocess = spy  # type: ignore[method-assign]
-    result = fit(model, train, labels, TrainConfig(min_epochs=3, max_epochs=3, batch_size=8, val_fraction=0.25))
+    model.text.preprocess, model.vision.preprocess = spy_text, spy_vision  # type: ignore[method-assign]
+    cfg = TrainConfig(mode=mode, min_epochs=3, max_epochs=3, batch_size=8, val_fraction=0.25, lr_encoder=1e-5)
+    result = fit(model, train, labels, cfg)
     assert seen and not (seen & test_ids)
     assert set(result.val_ids) <= {r.id for r in train} and len(result.history) == 3
     assert carve_validation(train, 0.25, 0)[1] == carve_validation(train, 0.25, 0)[1]  # seeded

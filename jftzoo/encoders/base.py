@@ -59,6 +59,11 @@ class Encoder(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]
         raise NotImplementedError
 
+    def preprocess_config(self) -> dict[str, Any]:
+        """Everything besides the weights that changes what `forward` returns for an item (JSON-able),
+        so cached outputs are never reused across different preprocessing."""
+        return {}
+
     def layer_groups(self) -> list[list[nn.Module]]:
         """Parameter-owning modules grouped bottom to top, so a trainer can unfreeze the top k groups."""
         raise NotImplementedError

@@ -35,6 +35,9 @@ class CLIPVisionEncoder(Encoder):
             return {"pixel_values": torch.empty(0, 3, size, size)}
         return {"pixel_values": self.processor(images=images, return_tensors="pt")["pixel_values"]}
 
+    def preprocess_config(self) -> dict[str, Any]:
+        return {"processor": self.processor.to_dict()}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]
         out = self.model(pixel_values=batch["pixel_values"])  # pixel_values (B, 3, 224, 224)
         tokens = out.last_hidden_state  # (B, 1 + patches, Dt)

@@ -13,7 +13,9 @@ Spec options understood by `build`:
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,13 @@ class HFTextEncoder(Encoder):
             texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         return {k: enc[k] for k in self._inputs if k in enc}
+
+    def preprocess_config(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        vocab = hashlib.sha256(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
+        return {"tokenizer": type(tok).__name__, "vocab": vocab, "max_length": self.max_length,
+                "pooling": self.pooling, "normalize": self.normalize,
+                "lowercase": bool(getattr(tok, "do_lower_case", False)), "inputs": self._inputs}
 
     # -- model ----------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]

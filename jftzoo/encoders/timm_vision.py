@@ -46,6 +46,9 @@ class TimmVisionEncoder(Encoder):
             return {"pixel_values": torch.empty(0, *size)}
         return {"pixel_values": torch.stack(pixels)}  # (B, 3, H, W)
 
+    def preprocess_config(self) -> dict[str, Any]:
+        return {"data_config": self.data_config, "transform": repr(self.transform)}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]
         feats = self.model.forward_features(batch["pixel_values"])  # (B, C, h, w) | (B, h, w, C) | (B, N, C)
         pooled = self.model.forward_head(feats, pre_logits=True)  # (B, D)

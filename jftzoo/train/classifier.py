@@ -98,8 +98,11 @@ class FusionClassifier:
 
     # -- estimator API -----------------------------------------------------------------------------------
     def fit(self, X: Any, y: Sequence[str] | None = None, progress: Any = None,
-            validation: Any = None, accelerator: Any = None) -> FusionClassifier:
-        """Train; `validation` (records or a Dataset) decides early stopping, else a share of X does."""
+            validation: Any = None, accelerator: Any = None, features: Any = None) -> FusionClassifier:
+        """Train; `validation` (records or a Dataset) decides early stopping, else a share of X does.
+
+        `features` (a `jftzoo.features.FeatureStore`) shares frozen encoder outputs with other fits.
+        """
         from jftzoo.train.trainer import fit
 
         records = as_records(X, y)
@@ -111,16 +114,16 @@ class FusionClassifier:
         self.model_ = self._build(len(labels), self.pretrained)
         val = as_records(validation) if validation is not None else None
         result = fit(self.model_, records, labels, self.train_config, progress=progress, validation=val,
-                     accelerator=accelerator)
+                     accelerator=accelerator, features=features)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         return self
 
-    def predict_proba(self, X: Any, batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, X: Any, batch_size: int = 32, features: Any = None) -> np.ndarray:
         from jftzoo.train.trainer import predict_proba
 
         self._check_fitted()
-        return predict_proba(self.model_, as_records(X), batch_size)
+        return predict_proba(self.model_, as_records(X), batch_size, features)
 
     def predict(self, X: Any, batch_size: int = 32) -> np.ndarray:
         return self.classes_[self.predict_proba(X, batch_size).argmax(1)]  # type: ignore[index]

@@ -9,6 +9,7 @@ import numpy as np
 
 from jftzoo.datasets.records import Dataset
 from jftzoo.datasets.splits import stratified_kfold
+from jftzoo.features import FeatureStore
 from jftzoo.train.metrics import evaluate
 
 SUMMARY_KEYS = ("auc", "accuracy", "f1_macro", "f1_weighted")
@@ -20,9 +21,12 @@ def cross_validate(
     folds: int = 10,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    features: FeatureStore | None = None,
 ) -> dict[str, Any]:
     """Train a fresh classifier per fold (early stopping inside the training folds only) and test on
-    the held-out fold; AUC is computed over each whole test fold."""
+    the held-out fold; AUC is computed over each whole test fold. Frozen encoders run once per
+    record over all folds (one shared `FeatureStore`), not once per fold."""
+    features = features if features is not None else FeatureStore()
     split = stratified_kfold(dataset, folds, seed)
     by_id = dataset.by_id()
     results = []
@@ -30,8 +34,10 @@ def cross_validate(
         held_out = set(test_ids)
         train = [r for r in dataset.records if r.id not in held_out]
         test = [by_id[t] for t in test_ids]
-        clf = make_classifier().fit(dataset.subset(train))
-        probs = clf.predict_proba(test)
+        clf = make_classifier()
+        shared = features if clf.train_config.mode == "frozen" else None
+        clf.fit(dataset.subset(train), features=shared)
+        probs = clf.predict_proba(test, features=shared)
         index = {c: j for j, c in enumerate(clf.classes_)}
         metrics = evaluate([index[r.label] for r in test], probs, list(clf.classes_))
         results.append({"fold": name, "best_epoch": clf.best_epoch_, **metrics})

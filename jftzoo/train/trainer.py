@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from jftzoo.datasets.records import Record
+from jftzoo.encoders.base import EncoderOutput
 from jftzoo.errors import JftzooError
+from jftzoo.features import FeatureStore
 from jftzoo.train.model import FusionModel
 
 ProgressCallback = Callable[[dict[str, Any]], None]  # events: {"event": "step"|"epoch", ...}
@@ -81,30 +83,62 @@ def carve_validation(records: Sequence[Record], fraction: float, seed: int) -> t
     return list(train), list(val)
 
 
-def _batches(records: Sequence[Record], size: int, generator: torch.Generator | None) -> list[list[Record]]:
-    order = torch.randperm(len(records), generator=generator).tolist() if generator else list(range(len(records)))
-    return [[records[i] for i in order[s : s + size]] for s in range(0, len(records), size)]
+def _batches(n: int, size: int, generator: torch.Generator | None) -> list[list[int]]:
+    """Index batches over n items: shuffled by `generator`, or in order without one."""
+    order = torch.randperm(n, generator=generator).tolist() if generator else list(range(n))
+    return [order[s : s + size] for s in range(0, n, size)]
 
 
 def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
     return {m: {k: v.to(device) for k, v in part.items()} for m, part in batch.items()}
 
 
-def predict_proba(model: FusionModel, records: Sequence[Record], batch_size: int = 32) -> np.ndarray:
-    """Class probabilities (N, C) in record order."""
+def _outputs_to(out: EncoderOutput | None, device: torch.device) -> EncoderOutput | None:
+    return None if out is None else EncoderOutput(out.pooled.to(device), out.tokens.to(device), out.mask.to(device))
+
+
+class FrozenInputs:
+    """The frozen encoders' outputs for a fixed list of records, so only the head runs per step."""
+
+    def __init__(self, model: FusionModel, records: Sequence[Record], store: FeatureStore) -> None:
+        tokens = bool(getattr(model.head, "uses_tokens", False))
+        self.text = store.features(model.text, [r.text for r in records], tokens) if model.uses("text") else None
+        self.image = store.features(model.vision, [r.image for r in records], tokens) if model.uses("vision") else None
+
+    def batch(self, idx: Sequence[int], device: torch.device) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+        text = self.text.batch(idx) if self.text is not None else None
+        image = self.image.batch(idx) if self.image is not None else None
+        return _outputs_to(text, device), _outputs_to(image, device)
+
+
+def predict_proba(
+    model: FusionModel, records: Sequence[Record], batch_size: int = 32, features: FeatureStore | None = None
+) -> np.ndarray:
+    """Class probabilities (N, C) in record order.
+
+    With a `FeatureStore`, encoder outputs come from it (computed once, shared with other heads on
+    the same encoders); its keys include the encoder weights, so a fine-tuned encoder never reuses
+    outputs of its pre-trained self.
+    """
     model.eval()
     device = next(model.parameters()).device
+    frozen = FrozenInputs(model, records, features) if features is not None else None
     out = []
     with torch.inference_mode():
-        for chunk in _batches(records, batch_size, None):
-            batch = _to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device)
-            out.append(model(batch).float().softmax(-1).cpu())
+        for idx in _batches(len(records), batch_size, None):
+            if frozen is not None:
+                logits = model.head(*frozen.batch(idx, device))
+            else:
+                chunk = [records[i] for i in idx]
+                logits = model(_to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device))
+            out.append(logits.float().softmax(-1).cpu())
     n_classes = model.head.cfg.n_classes
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 
 
-def _mean_loss(model: FusionModel, records: Sequence[Record], index: dict[str, int], batch_size: int) -> float:
-    probs = predict_proba(model, records, batch_size)
+def _mean_loss(model: FusionModel, records: Sequence[Record], index: dict[str, int], batch_size: int,
+               features: FeatureStore | None) -> float:
+    probs = predict_proba(model, records, batch_size, features)
     y = torch.tensor([index[r.label] for r in records])
     return float(F.nll_loss(torch.from_numpy(probs).clamp_min(1e-12).log(), y))
 
@@ -118,6 +152,7 @@ def fit(
     loss_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
     validation: Sequence[Record] | None = None,
     accelerator: Any = None,
+    features: FeatureStore | None = None,
 ) -> TrainResult:
     """Train in place and leave the best (lowest validation loss) weights loaded.
 
@@ -127,6 +162,10 @@ def fit(
     With a Hugging Face `accelerator` over several processes (`torchrun`/`accelerate launch`), each
     global batch is split across the processes and DDP averages their gradients, so the run follows
     the single-process one; validation runs whole on every process, so all stop together.
+
+    In `frozen` mode the encoders run once per record (through `features`, a fresh in-memory
+    `FeatureStore` unless one is shared, e.g. across the heads of a benchmark) and each step runs
+    the head alone; the result is the same as re-encoding every epoch, only faster.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -147,10 +186,16 @@ def fit(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     generator = torch.Generator().manual_seed(config.seed)
     device = next(model.parameters()).device
-    net: Any = model  # what runs forward and backward: the model itself, or its DDP wrapper
+    frozen: FrozenInputs | None = None
+    if config.mode == "frozen":
+        features = features if features is not None else FeatureStore(batch_size=max(config.batch_size, 32))
+        frozen = FrozenInputs(model, train, features)
+    else:
+        features = None  # trained encoders change every step: nothing to reuse
+    net: Any = model.head if frozen else model  # what runs forward and backward (or its DDP wrapper)
     rank, world = 0, 1
     if accelerator is not None and accelerator.num_processes > 1:
-        net = accelerator.prepare_model(model)
+        net = accelerator.prepare_model(net)
         rank, world = accelerator.process_index, accelerator.num_processes
         device = accelerator.device
     result = TrainResult(best_epoch=-1, best_val_loss=float("inf"), val_ids=[r.id for r in val])
@@ -160,14 +205,18 @@ def fit(
         net.train()
         optimizer.zero_grad(set_to_none=True)
         running, seen = 0.0, 0
-        batches = _batches(train, config.batch_size, generator)
+        batches = _batches(len(train), config.batch_size, generator)
         for step, whole in enumerate(batches):
-            chunk = whole[rank::world] or whole[:1]  # this process's share of the global batch
+            idx = whole[rank::world] or whole[:1]  # this process's share of the global batch
             weight = 1.0 if whole[rank::world] else 0.0  # a process with no share still joins the all-reduce
-            batch = _to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device)
+            chunk = [train[i] for i in idx]
             y = torch.tensor([index[r.label] for r in chunk], device=device)
             with autocast_for(device):
-                logits = net(batch)  # (B, C)
+                if frozen is not None:
+                    logits = net(*frozen.batch(idx, device))  # (B, C) the head alone
+                else:
+                    batch = _to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device)
+                    logits = net(batch)  # (B, C)
             loss = F.cross_entropy(logits.float(), y)
             if loss_hook is not None:
                 loss = loss_hook(loss)
@@ -187,7 +236,7 @@ def fit(
             if progress:
                 progress({"event": "step", "epoch": epoch + 1, "step": step + 1, "steps": len(batches),
                           "loss": float(loss.detach())})
-        val_loss = _mean_loss(model, val, index, config.batch_size)
+        val_loss = _mean_loss(model, val, index, config.batch_size, features)
         result.history.append({"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss})
         if progress:
             progress({"event": "epoch", **result.history[-1]})

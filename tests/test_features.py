@@ -1,0 +1,98 @@
+"""Frozen encoder outputs computed once per record (jftzoo.features) and used by frozen training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import jftzoo
+from jftzoo.datasets import load_dataset
+from jftzoo.features import FeatureStore, encoder_fingerprint, item_digest
+from jftzoo.fusion.heads import HeadConfig
+from jftzoo.fusion.registry import build_head
+from jftzoo.train.model import FusionModel
+from jftzoo.train.trainer import TrainConfig, fit, predict_proba
+
+
+@pytest.fixture(scope="module")
+def records():
+    ds = load_dataset("emoji-sentiment")
+    by_label = {label: [r for r in ds.records if r.label == label][:5] for label in ds.labels}
+    return [r for rs in by_label.values() for r in rs], ds.labels
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    return jftzoo.get_encoder("minilm"), jftzoo.get_encoder("efficientnet_lite0")
+
+
+def test_each_item_is_encoded_once_and_outputs_match_the_encoder(records, encoders):
+    recs, _ = records
+    text, vision = encoders
+    store = FeatureStore(batch_size=4)
+    texts = [r.text for r in recs]
+    first = store.features(text, texts, tokens=True)
+    assert store.encoded["minilm"] == len(set(texts)) and store.passes["minilm"] == 1
+    again = store.features(text, list(reversed(texts)), tokens=True)  # any order, nothing recomputed
+    assert store.encoded["minilm"] == len(set(texts)) and store.passes["minilm"] == 1
+    assert torch.equal(again.pooled, first.pooled.flip(0))
+    with torch.inference_mode():
+        direct = text(text.preprocess(texts[:3]))
+    out = first.batch([0, 1, 2])
+    torch.testing.assert_close(out.pooled, direct.pooled, atol=1e-5, rtol=1e-4)
+    for i in range(3):  # padding removed per item, re-padded per batch with a matching mask
+        n = int(direct.mask[i].sum())
+        assert int(out.mask[i].sum()) == n
+        torch.testing.assert_close(out.tokens[i, :n], direct.tokens[i, :n], atol=1e-5, rtol=1e-4)
+    images = store.features(vision, [r.image for r in recs[:4]])
+    assert images.pooled.shape == (4, vision.embed_dim) and images.tokens is None
+    assert store.encoded["efficientnet_lite0"] == 4
+
+
+def test_pooled_entries_are_extended_with_tokens_when_a_head_needs_them(records, encoders):
+    recs, _ = records
+    text, _ = encoders
+    store = FeatureStore()
+    store.features(text, [r.text for r in recs[:3]])
+    assert store.passes["minilm"] == 1
+    got = store.features(text, [r.text for r in recs[:3]], tokens=True)
+    assert store.passes["minilm"] == 2 and got.tokens is not None and all(t.shape[1] == 384 for t in got.tokens)
+
+
+def test_keys_follow_content_and_weights_not_ids(records, encoders, tmp_path):
+    recs, _ = records
+    text, _ = encoders
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(recs[0].image.read_bytes())
+    assert item_digest(copy) == item_digest(recs[0].image)
+    assert item_digest("a") != item_digest("b")
+    other = jftzoo.get_encoder("minilm", pretrained=False)  # same name, other weights
+    assert encoder_fingerprint(other) != encoder_fingerprint(text)
+    store = FeatureStore()
+    store.features(text, ["one post"])
+    with torch.no_grad():
+        p = next(text.parameters())
+        p.add_(1.0)
+        try:
+            store.features(text, ["one post"])  # the weights changed: a new fingerprint, so re-encoded
+        finally:
+            p.sub_(1.0)
+    assert store.passes["minilm"] == 2
+
+
+@pytest.mark.parametrize("head", ["concat", "xattn"])
+def test_frozen_training_on_cached_outputs_predicts_like_the_full_model(records, encoders, head):
+    recs, labels = records
+    text, vision = encoders
+    torch.manual_seed(0)
+    cfg = HeadConfig(n_classes=3, text_dim=text.embed_dim, vision_dim=vision.embed_dim,
+                     text_token_dim=text.token_dim, vision_token_dim=vision.token_dim, d=32, hidden=32)
+    model = FusionModel(text, vision, build_head(head, cfg))
+    store = FeatureStore()
+    fit(model, recs, labels, TrainConfig(mode="frozen", min_epochs=2, max_epochs=2, batch_size=4), features=store)
+    # Two epochs plus validation ran the encoders once per record, not once per epoch.
+    assert store.encoded["minilm"] == len(recs) and store.encoded["efficientnet_lite0"] == len(recs)
+    via_store = predict_proba(model, recs, features=store)
+    assert store.encoded["minilm"] == len(recs)  # prediction reused them too
+    np.testing.assert_allclose(via_store, predict_proba(model, recs), atol=1e-5)  # the full forward agrees
