@@ -514,6 +514,15 @@ def predict_cmd(model_dir: str, text: str | None, image: str | None, data: str |
     _stdout().print(table)
 
 
+def _register_bench() -> None:
+    from jftzoo.bench.commands import register  # click only: no torch at import
+
+    register(cli)
+
+
+_register_bench()
+
+
 def main() -> None:
     cli(prog_name="jftzoo")
 

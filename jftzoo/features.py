@@ -32,11 +32,15 @@ class Entry:
 
 
 class EntryCache(Protocol):
-    """A second level behind the in-memory store (the on-disk embedding cache)."""
+    """A second level behind the in-memory store (`jftzoo.cache.DiskCache`)."""
 
-    def get(self, key: str, tokens: bool) -> Entry | None: ...
+    def namespace(self, encoder_name: str, fingerprint: str) -> str: ...
 
-    def put(self, key: str, entry: Entry) -> None: ...
+    def describe(self, namespace: str, meta: dict[str, Any]) -> None: ...
+
+    def get(self, namespace: str, key: str, tokens: bool) -> Entry | None: ...
+
+    def put(self, namespace: str, key: str, entry: Entry) -> None: ...
 
 
 def item_digest(item: Any) -> str:
@@ -61,11 +65,14 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def describe_encoder(encoder: Encoder) -> dict[str, Any]:
+    """What an encoder computes: its name, class, weights checksum and preprocessing."""
+    return {"name": encoder.name, "class": type(encoder).__qualname__,
+            "preprocess": encoder.preprocess_config(), "weights": weights_digest(encoder)}
+
+
 def encoder_fingerprint(encoder: Encoder) -> str:
-    """Names the function an encoder computes: its name, class, weights and preprocessing."""
-    described = {"name": encoder.name, "class": type(encoder).__qualname__,
-                 "preprocess": encoder.preprocess_config(), "weights": weights_digest(encoder)}
-    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(describe_encoder(encoder), sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass
@@ -103,18 +110,35 @@ class FeatureStore:
         self.batch_size = batch_size
         self._memory: dict[str, Entry] = {}
         self._fingerprints: dict[int, tuple[int, str]] = {}
+        self._digests: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> content hash
         self.encoded: Counter[str] = Counter()
         self.passes: Counter[str] = Counter()
 
     def fingerprint(self, encoder: Encoder) -> str:
         # Hashing the weights costs ~0.3 s for 100 MB; a frozen encoder's weights do not change
-        # between calls, but guard on the version counter sum so a trained encoder is re-hashed.
+        # between calls, but guard on the parameters' version counters so a trained one is re-hashed.
         version = sum(p._version for p in encoder.parameters())  # type: ignore[attr-defined]
         known = self._fingerprints.get(id(encoder))
         if known is None or known[0] != version:
-            known = (version, encoder_fingerprint(encoder))
+            described = describe_encoder(encoder)
+            fp = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+            known = (version, fp)
             self._fingerprints[id(encoder)] = known
+            if self.cache is not None:
+                ns = self.cache.namespace(encoder.name, fp)
+                self.cache.describe(ns, {"encoder": encoder.name, "fingerprint": fp, **described,
+                                         "weight_source": str(encoder.weight_source)})
         return known[1]
+
+    def _digest(self, item: Any) -> str:
+        """item_digest, remembered for image files while their size and mtime stay the same."""
+        if not isinstance(item, Path):
+            return item_digest(item)
+        st = item.stat()
+        memo = (str(item), st.st_mtime_ns, st.st_size)
+        if memo not in self._digests:
+            self._digests[memo] = item_digest(item)
+        return self._digests[memo]
 
     def features(
         self,
@@ -124,24 +148,25 @@ class FeatureStore:
         progress: ProgressCallback | None = None,
     ) -> Features:
         """Outputs for `items` (texts or image paths), running the encoder only on unseen ones."""
-        prefix = self.fingerprint(encoder)
-        keys = [hashlib.sha256(f"{prefix}\0{item_digest(x)}".encode()).hexdigest() for x in items]
+        fp = self.fingerprint(encoder)
+        ns = self.cache.namespace(encoder.name, fp) if self.cache is not None else f"{encoder.name}/{fp}"
+        keys = [f"{ns}/{self._digest(x)}" for x in items]
         missing: dict[str, Any] = {}
         for key, item in zip(keys, items, strict=True):
             entry = self._memory.get(key)
             if entry is None or (tokens and entry.tokens is None):
-                entry = self.cache.get(key, tokens) if self.cache is not None else None
+                entry = self.cache.get(ns, key.rsplit("/", 1)[1], tokens) if self.cache is not None else None
                 if entry is not None:
                     self._memory[key] = entry
                 else:
                     missing.setdefault(key, item)
         if missing:
-            self._encode(encoder, missing, tokens, progress)
+            self._encode(encoder, ns, missing, tokens, progress)
         pooled = torch.stack([self._memory[k].pooled for k in keys]) if keys else torch.zeros(0, encoder.embed_dim)
         toks = [self._memory[k].tokens for k in keys] if tokens else None
         return Features(pooled, toks)  # type: ignore[arg-type]
 
-    def _encode(self, encoder: Encoder, missing: dict[str, Any], tokens: bool,
+    def _encode(self, encoder: Encoder, ns: str, missing: dict[str, Any], tokens: bool,
                 progress: ProgressCallback | None) -> None:
         keys = sorted(missing, key=lambda k: -encoder.sort_key(missing[k]))  # length-sorted batches
         was_training = encoder.training
@@ -158,7 +183,7 @@ class FeatureStore:
                         entry = Entry(pooled[i].clone(), toks[i][mask[i]].clone() if tokens else None)
                         self._memory[key] = entry
                         if self.cache is not None:
-                            self.cache.put(key, entry)
+                            self.cache.put(ns, key.rsplit("/", 1)[1], entry)
                     self.encoded[encoder.name] += len(chunk)
                     if progress is not None:
                         progress(min(start + self.batch_size, len(keys)), len(keys))

@@ -96,3 +96,33 @@ def test_frozen_training_on_cached_outputs_predicts_like_the_full_model(records,
     via_store = predict_proba(model, recs, features=store)
     assert store.encoded["minilm"] == len(recs)  # prediction reused them too
     np.testing.assert_allclose(via_store, predict_proba(model, recs), atol=1e-5)  # the full forward agrees
+
+
+def test_disk_cache_serves_a_second_run_and_recovers_from_corrupt_entries(records, encoders, tmp_path):
+    from jftzoo.cache import DiskCache
+
+    recs, _ = records
+    text, _ = encoders
+    texts = [r.text for r in recs[:6]]
+    first = FeatureStore(cache=DiskCache(tmp_path))
+    want = first.features(text, texts, tokens=True)
+    assert first.encoded["minilm"] == 6
+    second = FeatureStore(cache=DiskCache(tmp_path))  # a new run: nothing in memory, all on disk
+    got = second.features(text, texts, tokens=True)
+    assert second.encoded["minilm"] == 0 and second.passes["minilm"] == 0
+    assert torch.equal(got.pooled, want.pooled)
+    assert all(torch.equal(a, b) for a, b in zip(got.tokens, want.tokens, strict=True))
+    files = sorted(tmp_path.glob("embeddings/minilm/*/*/*.safetensors"))
+    assert len(files) == 6
+    files[0].write_bytes(files[0].read_bytes()[:-40])  # truncated
+    raw = bytearray(files[1].read_bytes())
+    raw[-5] ^= 0xFF  # one flipped bit in a tensor
+    files[1].write_bytes(bytes(raw))
+    third_cache = DiskCache(tmp_path)
+    third = FeatureStore(cache=third_cache)
+    again = third.features(text, texts, tokens=True)
+    assert third_cache.corrupt["minilm"] == 2 and third.encoded["minilm"] == 2  # only the broken two re-ran
+    torch.testing.assert_close(again.pooled, want.pooled, atol=1e-5, rtol=1e-4)
+    info = DiskCache(tmp_path).info()
+    assert [(i.encoder, i.entries) for i in info] == [("minilm", 6)] and info[0].fingerprint == first.fingerprint(text)
+    assert DiskCache(tmp_path).clear() == (6, info[0].bytes) and DiskCache(tmp_path).info() == []

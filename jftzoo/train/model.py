@@ -18,8 +18,12 @@ MODES = ("frozen", "top-k", "joint")
 class FusionModel(nn.Module):
     """One forward from raw batches to logits, so one cross-entropy loss reaches both encoders."""
 
-    def __init__(self, text: Encoder, vision: Encoder, head: FusionHead) -> None:
+    def __init__(self, text: Encoder | None, vision: Encoder | None, head: FusionHead) -> None:
+        """`text` or `vision` may be None when the head does not use that modality (unimodal baselines)."""
         super().__init__()
+        for modality, encoder in (("text", text), ("vision", vision)):
+            if encoder is None and modality in head.modalities:
+                raise UsageError(f"the {type(head).__name__} head reads {modality} but no {modality} encoder was given")
         self.text = text
         self.vision = vision
         self.head = head
@@ -48,6 +52,8 @@ class FusionModel(nn.Module):
         k_text, k_vision = (top_k, top_k) if isinstance(top_k, int) else top_k
         self._frozen = []
         for encoder, k in ((self.text, k_text), (self.vision, k_vision)):
+            if encoder is None:
+                continue
             groups = encoder.layer_groups()
             trainable = {"frozen": 0, "top-k": min(k, len(groups)), "joint": len(groups)}[mode]
             if trainable == 0:
@@ -69,4 +75,4 @@ class FusionModel(nn.Module):
         return self
 
     def encoder_parameters(self) -> list[nn.Parameter]:
-        return [p for enc in (self.text, self.vision) for p in enc.parameters() if p.requires_grad]
+        return [p for enc in (self.text, self.vision) if enc is not None for p in enc.parameters() if p.requires_grad]

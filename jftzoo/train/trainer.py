@@ -7,7 +7,6 @@ Early stopping uses a validation split carved from the TRAINING records only, ne
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -198,6 +197,7 @@ def fit(
         net = accelerator.prepare_model(net)
         rank, world = accelerator.process_index, accelerator.num_processes
         device = accelerator.device
+    kept = model.head if frozen is not None else model  # frozen encoders never change: keep only the head
     result = TrainResult(best_epoch=-1, best_val_loss=float("inf"), val_ids=[r.id for r in val])
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
@@ -242,12 +242,12 @@ def fit(
             progress({"event": "epoch", **result.history[-1]})
         if val_loss < result.best_val_loss:
             result.best_val_loss, result.best_epoch, stale = val_loss, epoch + 1, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
         else:
             stale += 1
         if epoch + 1 >= config.min_epochs and stale >= config.patience:
             break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        kept.load_state_dict(best_state)
     model.eval()
     return result

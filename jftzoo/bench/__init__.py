@@ -1,0 +1,1 @@
+"""The benchmark grid runner (`jftzoo bench`): grid, runner, results store, reports, heatmap."""

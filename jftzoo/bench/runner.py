@@ -1,0 +1,363 @@
+"""Run a benchmark grid: every (cell, fold, seed) once, frozen encoders once per record, resumable.
+
+Each finished (cell, fold, seed) goes to the results store straight away, keyed by a hash of
+everything that determines it, so a re-run (or a run after a crash) skips finished work.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jftzoo.bench.grid import BenchConfig, Cell, config_hash, expand, record_key
+from jftzoo.bench.store import ResultStore
+from jftzoo.errors import JftzooError, TokenizerUnavailableError, WeightsUnavailableError
+
+Progress = Callable[[dict[str, Any]], None]
+UNAVAILABLE = (WeightsUnavailableError, TokenizerUnavailableError)
+
+
+@dataclass
+class BenchReport:
+    cells: list[Cell]
+    records: list[dict[str, Any]]  # this grid's records, earlier runs' included
+    unavailable: dict[Cell, str] = field(default_factory=dict)  # cell -> why its weights are missing
+    failed: dict[Cell, str] = field(default_factory=dict)  # cell -> error of a (cell, fold) that failed
+    encoder_passes: dict[str, int] = field(default_factory=dict)  # passes each encoder ran this time
+    items_encoded: dict[str, int] = field(default_factory=dict)
+    cache_corrupt: dict[str, int] = field(default_factory=dict)  # broken cache entries found and recomputed
+    new_records: int = 0
+    skipped_records: int = 0
+    wall_s: float = 0.0
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import timm
+    import torch
+    import transformers
+
+    from jftzoo import __version__
+
+    return {"jftzoo": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "timm": timm.__version__, "scikit-learn": sklearn.__version__}
+
+
+def load_bench_dataset(data: str, config: BenchConfig, seed: int) -> Any:
+    from jftzoo.datasets.registry import get_dataset_spec, load_dataset, parse_data_arg
+
+    spec = get_dataset_spec(parse_data_arg(data)[0])
+    options = {"label_policy": config.label_policy} if "label_policy" in spec.options else {}
+    ds = load_dataset(data, **options)
+    if config.limit is not None and config.limit < len(ds):
+        from sklearn.model_selection import train_test_split
+
+        records = sorted(ds.records, key=lambda r: r.id)
+        kept, _ = train_test_split(records, train_size=config.limit, stratify=[r.label for r in records],
+                                   random_state=seed)
+        ds = ds.subset(kept)
+    return ds
+
+
+def make_split(ds: Any, config: BenchConfig, seed: int) -> Any:
+    from jftzoo.datasets.splits import ratio_split, stratified_kfold
+
+    return stratified_kfold(ds, config.folds, seed) if config.folds is not None else ratio_split(ds, config.split, seed)
+
+
+def folds_of(split: Any) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """(fold name, train ids, validation ids (empty: carve from train), test ids) per fold."""
+    if split.kind == "kfold":
+        every = [i for ids in split.parts.values() for i in ids]
+        out = []
+        for name, test in split.parts.items():
+            held_out = set(test)
+            out.append((name, [i for i in every if i not in held_out], [], list(test)))
+        return out
+    return [("test", list(split.parts["train"]), list(split.parts.get("val", [])), list(split.parts["test"]))]
+
+
+class Encoders:
+    """Each encoder built once per run (pre-trained, or random under --random-init), reused frozen
+    and copied for training, so availability is decided once and labelled consistently."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self.built: dict[str, Any] = {}
+        self.weights: dict[str, str] = {}  # name -> "pretrained" | "random"
+        self.missing: dict[str, str] = {}  # name -> why
+
+    def get(self, name: str) -> Any:
+        from jftzoo.registry import get_encoder
+
+        if name in self.missing:
+            raise WeightsUnavailableError(self.missing[name])
+        if name not in self.built:
+            try:
+                enc = get_encoder(name, pretrained=True)
+            except WeightsUnavailableError as exc:
+                if not self.config.random_init:
+                    self.missing[name] = str(exc)
+                    raise
+                enc = get_encoder(name, pretrained=False)  # labelled `random` in every table and record
+            self.weights[name] = "pretrained" if enc.pretrained else "random"
+            if isinstance(getattr(type(enc), "tokenizer", None), property):  # loaded lazily by text encoders
+                try:
+                    enc.tokenizer  # noqa: B018 (fail now, not mid-grid, when the tokenizer is hub-only)
+                except TokenizerUnavailableError as exc:
+                    self.missing[name] = str(exc)
+                    raise
+            self.built[name] = enc.to(self.config.device).eval()
+        return self.built[name]
+
+    def fresh(self, name: str) -> Any:
+        """A private copy for a cell that trains the encoder."""
+        return copy.deepcopy(self.get(name))
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def run_bench(
+    config: BenchConfig,
+    out_dir: Any,
+    progress: Progress | None = None,
+    cache: Any = None,
+    cells: list[Cell] | None = None,
+) -> BenchReport:
+    """Run every pending (cell, fold, seed) of the grid (or of `cells`, a chosen part of it);
+    `cache` is a DiskCache (None: memory only)."""
+    import torch
+
+    from jftzoo.features import FeatureStore
+
+    started = time.perf_counter()
+    emit = progress or (lambda event: None)
+    cells = expand(config) if cells is None else cells
+    store = ResultStore(out_dir).open()
+    done = store.done()
+    report = BenchReport(cells=cells, records=[])
+    features = FeatureStore(cache=cache)
+    encoders = Encoders(config)
+    protocol = config.protocol()
+    env = {"device": config.device, "versions": versions(), "machine": f"{platform.machine()}, "
+           f"{torch.get_num_threads()} torch threads" + (f", {torch.cuda.get_device_name()}"
+                                                         if config.device.startswith("cuda") else "")}
+    wanted: set[str] = set()
+    plans = []
+    for data in config.data:
+        ds_cells = [c for c in cells if c.dataset == data]
+        for seed in config.seeds:
+            ds = load_bench_dataset(data, config, seed)
+            split = make_split(ds, config, seed)
+            plans.append((data, seed, ds, split, ds_cells))
+    total = sum(len(folds_of(split)) * len(ds_cells) for _, _, _, split, ds_cells in plans)
+    emit({"event": "plan", "cells": len(cells), "tasks": total})
+    finished = 0
+    for data, seed, ds, split, ds_cells in plans:
+        by_id = ds.by_id()
+        tokens_needed = _tokens_needed(ds_cells)
+        for cell in ds_cells:
+            try:
+                weights = _cell_weights(cell, encoders)
+            except UNAVAILABLE as exc:
+                report.unavailable[cell] = str(exc).splitlines()[0]
+                finished += len(folds_of(split))
+                emit({"event": "unavailable", "cell": cell.label(), "reason": report.unavailable[cell]})
+                continue
+            pending = []
+            for fold, train_ids, val_ids, test_ids in folds_of(split):
+                key = record_key(cell, protocol, weights, split.checksum, fold, seed)
+                wanted.add(key)
+                if key in done:
+                    report.skipped_records += 1
+                    finished += 1
+                else:
+                    pending.append((fold, train_ids, val_ids, test_ids, key))
+            if not pending:
+                continue
+            if cell.mode == "frozen":  # one pass of each encoder over the whole dataset, shared by all cells
+                for name in (cell.text, cell.vision):
+                    if name is not None:
+                        enc = encoders.get(name)
+                        items = [r.text if enc.modality == "text" else r.image for r in ds.records]
+                        features.features(enc, items, tokens=tokens_needed.get((data, name), False),
+                                          progress=lambda i, n, _name=name: emit(
+                                              {"event": "encode", "encoder": _name, "done": i, "total": n}))
+            for fold, train_ids, val_ids, test_ids, key in pending:
+                emit({"event": "task", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
+                      "tasks": total})
+                try:
+                    record = _run_one(cell, config, encoders, features, ds, by_id, train_ids, val_ids, test_ids,
+                                      seed, emit)
+                except UNAVAILABLE as exc:
+                    report.unavailable[cell] = str(exc).splitlines()[0]
+                    break
+                except JftzooError as exc:
+                    report.failed[cell] = f"{fold}, seed {seed}: {exc}"
+                    emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
+                    continue
+                record.update({
+                    "key": key, "config_hash": config_hash(cell, protocol, weights), **asdict(cell),
+                    "weights": weights, "text_weights": encoders.weights.get(cell.text or ""),
+                    "vision_weights": encoders.weights.get(cell.vision or ""), "fold": fold, "seed": seed,
+                    "split": {"kind": split.kind, "folds": config.folds, "ratio": config.split,
+                              "checksum": split.checksum}, "n_records": len(ds.records),
+                    "protocol": protocol, **env, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                })
+                store.append(record)
+                report.new_records += 1
+                finished += 1
+                emit({"event": "record", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
+                      "tasks": total, "auc": record["metrics"]["auc"]})
+    report.records = [r for r in store.records() if r.get("key") in wanted]
+    report.encoder_passes = dict(features.passes)
+    report.items_encoded = dict(features.encoded)
+    report.cache_corrupt = dict(getattr(cache, "corrupt", {}) or {})
+    report.wall_s = time.perf_counter() - started
+    return report
+
+
+def _tokens_needed(cells: list[Cell]) -> dict[tuple[str, str], bool]:
+    """(dataset, encoder) pairs whose frozen pass must keep token sequences (a head reads them)."""
+    from jftzoo.bench.grid import BASELINES
+    from jftzoo.fusion.registry import get_fusion_spec
+
+    need: dict[tuple[str, str], bool] = {}
+    for cell in cells:
+        uses = cell.fusion not in BASELINES and get_fusion_spec(cell.fusion).uses_tokens
+        for name in (cell.text, cell.vision):
+            if name is not None:
+                need[(cell.dataset, name)] = need.get((cell.dataset, name), False) or uses
+    return need
+
+
+def _cell_weights(cell: Cell, encoders: Encoders) -> str:
+    kinds = [encoders.weights[n] for n in (cell.text, cell.vision) if n is not None and encoders.get(n) is not None]
+    return "random" if "random" in kinds else "pretrained"
+
+
+def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, ds: Any, by_id: dict,
+             train_ids: list[str], val_ids: list[str], test_ids: list[str], seed: int, emit: Progress) -> dict:
+    import torch
+
+    from jftzoo.train.metrics import evaluate
+    from jftzoo.train.trainer import TrainConfig, fit, predict_proba, seed_everything
+
+    labels = list(ds.labels)
+    index = {c: j for j, c in enumerate(labels)}
+    train = [by_id[i] for i in train_ids]
+    val = [by_id[i] for i in val_ids]
+    test = [by_id[i] for i in test_ids]
+    if config.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if cell.fusion == "svm":
+        probs, train_s, seen = _svm(cell, encoders, features, train + val, test, index, seed)
+    else:
+        seed_everything(seed)
+        model = _build_model(cell, encoders, len(labels))
+        tc = TrainConfig(mode=cell.mode, top_k=config.top_k, max_epochs=config.epochs,
+                         min_epochs=min(3, config.epochs), batch_size=config.batch_size, seed=seed, **config.train)
+        shared = features if cell.mode == "frozen" else None
+
+        def forward(event: dict[str, Any]) -> None:
+            if event.get("event") == "epoch":
+                emit({**event, "event": "epoch", "max_epochs": config.epochs})
+
+        t_fit = time.perf_counter()
+        result = fit(model, train, labels, tc, progress=forward, validation=val or None, features=shared)
+        train_s = time.perf_counter() - t_fit
+        seen = (len(train) - (0 if val else len(result.val_ids))) * len(result.history)
+        probs = predict_proba(model, test, max(config.batch_size, 32), shared)
+        extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
+                 "train_config": asdict(tc)}
+        if cell.fusion == "gated" and hasattr(model.head, "last_weights"):
+            extra["gate_weights_test_mean"] = _gate_means(model, test, features if shared else None)
+        del model
+    metrics = evaluate([index[r.label] for r in test], probs, labels)
+    wall = time.perf_counter() - t0
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if config.device.startswith("cuda") else None
+    return {"metrics": metrics, "n_train": len(train), "n_val": len(val), "n_test": len(test), "wall_s": wall,
+            "train_s": train_s, "samples_per_s": seen / train_s if train_s > 0 else None,
+            "peak_rss_mb": _peak_rss_mb(), "peak_gpu_mb": peak_gpu, **extra}
+
+
+def _build_model(cell: Cell, encoders: Encoders, n_classes: int) -> Any:
+    from jftzoo.fusion.heads import HeadConfig
+    from jftzoo.fusion.registry import build_head
+    from jftzoo.train.model import FusionModel
+
+    frozen = cell.mode == "frozen"
+    pick = encoders.get if frozen else encoders.fresh  # frozen encoders are shared, trained ones copied
+    text = pick(cell.text) if cell.text else None
+    vision = pick(cell.vision) if cell.vision else None
+    head_name = "concat" if cell.fusion == "clip" else cell.fusion
+    cfg = HeadConfig(n_classes=n_classes, text_dim=text.embed_dim if text else 0,
+                     vision_dim=vision.embed_dim if vision else 0, text_token_dim=text.token_dim if text else 0,
+                     vision_token_dim=vision.token_dim if vision else 0)
+    device = encoders.config.device
+    return FusionModel(text, vision, build_head(head_name, cfg).to(device))
+
+
+def _svm(cell: Cell, encoders: Encoders, features: Any, train: list, test: list, index: dict[str, int],
+         seed: int) -> tuple[Any, float, int]:
+    """The paper's SVM baseline: scikit-learn's SVC on the concatenated frozen embeddings."""
+    import numpy as np
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    text, vision = encoders.get(cell.text), encoders.get(cell.vision)
+
+    def embed(records: list) -> np.ndarray:
+        t = features.features(text, [r.text for r in records]).pooled
+        v = features.features(vision, [r.image for r in records]).pooled
+        return np.concatenate([t.numpy(), v.numpy()], axis=1)  # (N, D_t + D_v)
+
+    x_train, y_train = embed(train), np.array([index[r.label] for r in train])
+    t0 = time.perf_counter()
+    # Platt-scaled probabilities for AUC; CalibratedClassifierCV is scikit-learn's replacement for
+    # SVC(probability=True) (deprecated in 1.9), fitted on out-of-fold decisions of the training part.
+    smallest = int(np.bincount(y_train, minlength=len(index)).min()) if len(y_train) else 0
+    if smallest < 2:
+        raise JftzooError(f"the SVM's calibration needs at least 2 training records of every class; this fold has "
+                          f"{smallest} of one: use fewer folds or more records (--limit)")
+    folds = StratifiedKFold(min(3, smallest), shuffle=True, random_state=seed)
+    svc = CalibratedClassifierCV(SVC(random_state=seed), ensemble=False, cv=folds)
+    clf = make_pipeline(StandardScaler(), svc).fit(x_train, y_train)
+    train_s = time.perf_counter() - t0
+    proba = np.zeros((len(test), len(index)), dtype=np.float64)
+    proba[:, clf.classes_] = clf.predict_proba(embed(test))  # classes absent from training keep probability 0
+    return proba, train_s, len(train)
+
+
+def _gate_means(model: Any, test: list, features: Any) -> list[float]:
+    """Mean gate weights (text, image) over the test records: how much each modality counted."""
+    import torch
+
+    from jftzoo.train.trainer import FrozenInputs, _to_device
+
+    model.eval()
+    device = next(model.parameters()).device
+    weights = []
+    with torch.inference_mode():
+        for start in range(0, len(test), 64):
+            chunk = test[start : start + 64]
+            if features is not None:
+                model.head(*FrozenInputs(model, chunk, features).batch(range(len(chunk)), device))
+            else:
+                model(_to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device))
+            weights.append(model.head.last_weights.cpu())
+    return [float(x) for x in torch.cat(weights).mean(0)]

@@ -1,0 +1,75 @@
+"""The results store: one JSON line per finished (cell, fold, seed), appended atomically.
+
+Each record is written with a single `write` of one line followed by `fsync`, so after a crash
+(even `kill -9`) the file holds every finished record whole, plus at most one unfinished tail
+line. Opening the store cuts that tail off (it was never a finished record), so the next run
+appends after the last whole line and neither loses nor duplicates a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jftzoo.errors import JftzooError
+
+FILENAME = "results.jsonl"
+
+
+class ResultStore:
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.path = self.dir / FILENAME
+        self.repaired_bytes = 0  # size of an unfinished tail line cut off on open
+
+    def open(self) -> ResultStore:
+        """Create the folder and cut an unfinished last line left by a killed run."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                with self.path.open("r+b") as f:
+                    f.truncate(end)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self.repaired_bytes = len(data) - end
+        return self
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._iter())
+
+    def _iter(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.endswith("\n"):
+                    return  # an unfinished tail (a run still writing, or killed): not a record
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise JftzooError(
+                        f"{self.path}:{lineno} is not a JSON record ({exc}); the store was edited by hand? "
+                        "Move the file away to start a fresh store, or delete that line to re-run its cell."
+                    ) from exc
+
+    def done(self) -> set[str]:
+        """Keys (`record_key`) of the finished records."""
+        return {r["key"] for r in self._iter() if "key" in r}
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            if written != len(line):  # a short write: finish it, the line must be whole
+                os.write(fd, line[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,153 @@
+"""The on-disk embedding cache: frozen encoder outputs shared by every run on this machine.
+
+Layout: `<root>/embeddings/<encoder>/<fingerprint>/<key[:2]>/<key>.safetensors`, where the
+fingerprint names the encoder's weights and preprocessing and the key names the item's content
+(`jftzoo.features`). Each file carries a SHA-256 of its tensors, so a corrupt or truncated entry
+is detected, deleted and recomputed instead of poisoning a result. Writes go to a temporary file
+renamed into place, so a killed run never leaves a half-written entry under a real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jftzoo.features import Entry
+
+FORMAT = "jftzoo-embedding/1"
+
+
+def cache_dir() -> Path:
+    """`$JFTZOO_CACHE_DIR`, else the user cache directory (e.g. ~/.cache/jftzoo on Linux)."""
+    env = os.environ.get("JFTZOO_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("jftzoo", appauthor=False))
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def _digest(tensors: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class NamespaceInfo:
+    encoder: str
+    fingerprint: str
+    entries: int
+    bytes: int
+    path: Path
+
+
+class DiskCache:
+    """An `EntryCache` on disk; `corrupt` counts entries found broken (and recomputed)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or cache_dir()) / "embeddings"
+        self.corrupt: Counter[str] = Counter()
+        self._described: set[str] = set()
+
+    def namespace(self, encoder_name: str, fingerprint: str) -> str:
+        return f"{_safe(encoder_name)}/{fingerprint[:24]}"
+
+    def _path(self, namespace: str, key: str) -> Path:
+        return self.root / namespace / key[:2] / f"{key}.safetensors"
+
+    def describe(self, namespace: str, meta: dict[str, Any]) -> None:
+        """Write the namespace's meta.json once, so `jftzoo cache info` can name what is stored."""
+        if namespace in self._described:
+            return
+        path = self.root / namespace / "meta.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._atomic_write(path, (json.dumps(meta, indent=2, default=str) + "\n").encode())
+        self._described.add(namespace)
+
+    def get(self, namespace: str, key: str, tokens: bool) -> Entry | None:
+        from safetensors import safe_open
+
+        path = self._path(namespace, key)
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            if meta.get("format") != FORMAT or meta.get("sha256") != _digest(tensors) or "pooled" not in tensors:
+                raise ValueError("checksum mismatch")
+        except Exception:  # truncated, corrupt, or another format: recompute rather than trust it
+            self.corrupt[namespace.split("/", 1)[0]] += 1
+            path.unlink(missing_ok=True)
+            return None
+        if tokens and "tokens" not in tensors:
+            return None  # stored without tokens; the caller recomputes and stores both
+        return Entry(tensors["pooled"], tensors.get("tokens"))
+
+    def put(self, namespace: str, key: str, entry: Entry) -> None:
+        from safetensors.torch import save
+
+        tensors = {"pooled": entry.pooled.contiguous()}
+        if entry.tokens is not None:
+            tensors["tokens"] = entry.tokens.contiguous()
+        data = save(tensors, metadata={"format": FORMAT, "sha256": _digest(tensors)})
+        path = self._path(namespace, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic_write(path, data)
+
+    @staticmethod
+    def _atomic_write(path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- jftzoo cache info | clear -----------------------------------------------------------------
+    def info(self) -> list[NamespaceInfo]:
+        out = []
+        if not self.root.is_dir():
+            return out
+        for enc_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for ns in sorted(p for p in enc_dir.iterdir() if p.is_dir()):
+                files = list(ns.glob("*/*.safetensors"))
+                meta_path = ns / "meta.json"
+                try:
+                    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+                except ValueError:
+                    meta = {}
+                out.append(NamespaceInfo(meta.get("encoder", enc_dir.name), meta.get("fingerprint", ns.name),
+                                         len(files), sum(f.stat().st_size for f in files), ns))
+        return out
+
+    def clear(self, encoder: str | None = None) -> tuple[int, int]:
+        """Delete every entry (or one encoder's); returns (entries, bytes) removed."""
+        removed = [i for i in self.info() if encoder is None or i.encoder == encoder]
+        for item in removed:
+            shutil.rmtree(item.path, ignore_errors=True)
+            parent = item.path.parent
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        return sum(i.entries for i in removed), sum(i.bytes for i in removed)
