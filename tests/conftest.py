@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 sys._called_from_test = True  # type: ignore[attr-defined]  # jftzoo.plugins: skip entry points
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The embedding cache of every test run lives in a temporary folder, never the user's cache.
+os.environ["JFTZOO_CACHE_DIR"] = tempfile.mkdtemp(prefix="jftzoo-test-cache-")
 
 import pytest  # noqa: E402
 

@@ -270,3 +270,25 @@ def test_results_show_and_export(small_run, tmp_path):
     assert len(json.loads((tmp_path / "x" / "results.json").read_text())) == 3
     missing = CliRunner().invoke(cli, ["results", "show", "--results", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no results store" in missing.output
+
+
+def test_cache_info_and_clear_commands(tmp_path, monkeypatch):
+    from jftzoo.cache import DiskCache
+    from jftzoo.features import Entry
+
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path))
+    cache = DiskCache()
+    assert cache.root == tmp_path / "embeddings"
+    for enc, fp in (("minilm", "a" * 64), ("resnet50", "b" * 64)):
+        ns = cache.namespace(enc, fp)
+        cache.describe(ns, {"encoder": enc, "fingerprint": fp})
+        for i in range(3):
+            cache.put(ns, f"{i:02d}" + "c" * 62, Entry(torch.ones(4) * i, None))
+    info = CliRunner().invoke(cli, ["cache", "info", "--json"])
+    assert info.exit_code == 0
+    got = json.loads(info.stdout)
+    assert got["path"] == str(tmp_path / "embeddings")
+    assert [(n["encoder"], n["entries"]) for n in got["namespaces"]] == [("minilm", 3), ("resnet50", 3)]
+    cleared = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "minilm"])
+    assert cleared.exit_code == 0 and "removed 3 entries" in cleared.output
+    assert [i.encoder for i in DiskCache().info()] == ["resnet50"]
