@@ -36,27 +36,6 @@ def row_key(row: dict) -> tuple:
     return (row["fusion"], row["mode"])
 
 
-def load_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by a kill: that row runs again
-    return rows
-
-
-def append_row(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def fmt_s(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
@@ -117,6 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "HF_HUB_OFFLINE=1 python benchmarks/mvsa_heads.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
+    from jftzoo.bench.store import ResultStore
     from jftzoo.datasets import load_dataset
     from jftzoo.datasets.splits import ratio_split
     from jftzoo.features import FeatureStore
@@ -130,21 +110,21 @@ def main() -> None:
     train, val, test = ([by_id[i] for i in split.parts[p]] for p in ("train", "val", "test"))
     heads = [h for h in args.heads.split(",") if h]
     modes = [m for m in args.modes.split(",") if m]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = load_rows(args.out)
+    store = ResultStore(args.out.parent, args.out.name).open()  # fsync'd appends; a cut last line is dropped
+    rows = store.records()
     done = {row_key(r) for r in rows}
     md = args.out.with_suffix(".md")
     info_path = args.out.with_suffix(".encode.json")
     encode_info = json.loads(info_path.read_text()) if info_path.exists() else None
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads"
-    store = FeatureStore()
+    features = FeatureStore()
     for mode in modes:
         if mode == "frozen" and any((h, mode) not in done for h in heads):
             # One pass of each encoder over every record; all frozen heads reuse it.
             t0 = time.perf_counter()
-            store.features(get_encoder("minilm"), [r.text for r in ds.records], tokens=True)
+            features.features(get_encoder("minilm"), [r.text for r in ds.records], tokens=True)
             t1 = time.perf_counter()
-            store.features(get_encoder("efficientnet_lite0"), [r.image for r in ds.records], tokens=True)
+            features.features(get_encoder("efficientnet_lite0"), [r.image for r in ds.records], tokens=True)
             encode_info = {"text_s": t1 - t0, "vision_s": time.perf_counter() - t1, "n": len(ds.records)}
             info_path.write_text(json.dumps(encode_info) + "\n", encoding="utf-8")
             print(f"encoder pass: text {encode_info['text_s']:.0f} s, vision {encode_info['vision_s']:.0f} s",
@@ -154,7 +134,7 @@ def main() -> None:
                 continue
             extra = {} if mode == "frozen" else {"max_epochs": args.topk_max_epochs, "top_k": args.top_k}
             clf = FusionClassifier("minilm", "efficientnet_lite0", head, mode, seed=args.seed, **extra)
-            shared = store if mode == "frozen" else None
+            shared = features if mode == "frozen" else None
             t0 = time.perf_counter()
             clf.fit(train, validation=val, features=shared)
             probs = clf.predict_proba(test, features=shared)
@@ -167,7 +147,7 @@ def main() -> None:
                    "epochs_run": len(clf.history_), "wall_s": wall, "n_records": len(ds.records),
                    "n_train": len(train), "n_val": len(val), "n_test": len(test), "split_checksum": split.checksum,
                    "machine": machine, "torch": torch.__version__, "train_config": vars(clf.train_config)}
-            append_row(args.out, row)
+            store.append(row)
             rows.append(row)
             done.add((head, mode))
             print(f"{head:16s} {mode:7s} AUC {metrics['auc']:.3f} acc {metrics['accuracy']:.3f} "

@@ -9,7 +9,6 @@ renamed into place, so a killed run never leaves a half-written entry under a re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from jftzoo.features import Entry
+from jftzoo.features import Entry, hash_tensors
 
 FORMAT = "jftzoo-embedding/1"
 
@@ -39,15 +36,6 @@ def cache_dir() -> Path:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
-def _digest(tensors: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 @dataclass
@@ -93,7 +81,8 @@ class DiskCache:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-            if meta.get("format") != FORMAT or meta.get("sha256") != _digest(tensors) or "pooled" not in tensors:
+            intact = meta.get("sha256") == hash_tensors(sorted(tensors.items()))
+            if meta.get("format") != FORMAT or not intact or "pooled" not in tensors:
                 raise ValueError("checksum mismatch")
         except Exception:  # truncated, corrupt, or another format: recompute rather than trust it
             self.corrupt[namespace.split("/", 1)[0]] += 1
@@ -109,7 +98,7 @@ class DiskCache:
         tensors = {"pooled": entry.pooled.contiguous()}
         if entry.tokens is not None:
             tensors["tokens"] = entry.tokens.contiguous()
-        data = save(tensors, metadata={"format": FORMAT, "sha256": _digest(tensors)})
+        data = save(tensors, metadata={"format": FORMAT, "sha256": hash_tensors(sorted(tensors.items()))})
         path = self._path(namespace, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._atomic_write(path, data)

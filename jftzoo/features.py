@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,14 +55,19 @@ def item_digest(item: Any) -> str:
     raise TypeError(f"cannot fingerprint an item of type {type(item).__name__}")
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 over every tensor of the state dict (name, dtype, shape, bytes)."""
+def hash_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of each tensor, in the order given."""
     digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
+    for name, tensor in named:
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """Names an encoder's weights: every tensor of its state dict."""
+    return hash_tensors(module.state_dict().items())
 
 
 def describe_encoder(encoder: Encoder) -> dict[str, Any]:

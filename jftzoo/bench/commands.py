@@ -98,8 +98,9 @@ def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
             is_best = r.get(f"{m}_mean") is not None and r[f"{m}_mean"] == best.get(m)
             cells.append(f"[bold green]{text}[/bold green]" if is_best else text)
         fusion = r["fusion"] if r["status"] == "ok" else f"{r['fusion']} [yellow]({r['status']})[/yellow]"
-        table.add_row(encoder_label(r["text"], r["weights"]), encoder_label(r["vision"], r["weights"]), fusion,
-                      r["mode"], *cells, str(r["folds"]), fmt_seconds(r["wall_s"]))
+        text = encoder_label(r["text"], r.get("text_weights"))
+        vision = encoder_label(r["vision"], r.get("vision_weights"))
+        table.add_row(text, vision, fusion, r["mode"], *cells, str(r["folds"]), fmt_seconds(r["wall_s"]))
     return table
 
 

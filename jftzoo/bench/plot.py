@@ -35,12 +35,12 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     for ax, (dataset, fusion, mode) in zip(axes.flat, keys, strict=False):
         part = [r for r in rows if (r["dataset"], r["fusion"], r["mode"]) == (dataset, fusion, mode)
                 and r.get("auc_mean") is not None]
-        texts = list(dict.fromkeys(encoder_label(r["text"], r["weights"]) for r in part))
-        visions = list(dict.fromkeys(encoder_label(r["vision"], r["weights"]) for r in part))
+        texts = list(dict.fromkeys(encoder_label(r["text"], r.get("text_weights")) for r in part))
+        visions = list(dict.fromkeys(encoder_label(r["vision"], r.get("vision_weights")) for r in part))
         grid = np.full((len(texts), len(visions)), np.nan)
         for r in part:
-            i = texts.index(encoder_label(r["text"], r["weights"]))
-            j = visions.index(encoder_label(r["vision"], r["weights"]))
+            i = texts.index(encoder_label(r["text"], r.get("text_weights")))
+            j = visions.index(encoder_label(r["vision"], r.get("vision_weights")))
             grid[i, j] = r["auc_mean"]
         image = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
         for (i, j), value in np.ndenumerate(grid):

@@ -33,6 +33,9 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
     rows = []
     for key, recs in groups.items():
         row: dict[str, Any] = dict(zip(ROW_KEYS, key, strict=True))
+        # Per-encoder weights: a cell is `random` if either encoder is, but each name is labelled alone.
+        row["text_weights"] = recs[0].get("text_weights", row["weights"]) if row["text"] else None
+        row["vision_weights"] = recs[0].get("vision_weights", row["weights"]) if row["vision"] else None
         for m in METRICS:
             values = np.array([r["metrics"][m] if r["metrics"][m] is not None else np.nan for r in recs], dtype=float)
             finite = values[np.isfinite(values)]
@@ -104,7 +107,8 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 cells.append(f"**{text}**" if r.get(f"{m}_mean") is not None and r[f"{m}_mean"] == best.get(m)
                              else text)
             status = "" if r["status"] == "ok" else f" ({r['status']})"
-            out.append(f"| {encoder_label(r['text'], r['weights'])} | {encoder_label(r['vision'], r['weights'])} | "
+            out.append(f"| {encoder_label(r['text'], r.get('text_weights'))} | "
+                       f"{encoder_label(r['vision'], r.get('vision_weights'))} | "
                        f"{r['fusion']}{status} | {r['mode']} | {' | '.join(cells)} | {r['folds']} | "
                        f"{fmt_seconds(r['wall_s'])} |")
         if any(r["weights"] == "random" for r in part):

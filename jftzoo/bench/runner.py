@@ -39,14 +39,10 @@ class BenchReport:
 
 def versions() -> dict[str, str]:
     import sklearn
-    import timm
-    import torch
-    import transformers
 
-    from jftzoo import __version__
+    from jftzoo.train.classifier import _versions
 
-    return {"jftzoo": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "timm": timm.__version__, "scikit-learn": sklearn.__version__}
+    return {**_versions(), "python": platform.python_version(), "scikit-learn": sklearn.__version__}
 
 
 def load_bench_dataset(data: str, config: BenchConfig, seed: int) -> Any:
@@ -241,8 +237,11 @@ def _tokens_needed(cells: list[Cell]) -> dict[tuple[str, str], bool]:
 
 
 def _cell_weights(cell: Cell, encoders: Encoders) -> str:
-    kinds = [encoders.weights[n] for n in (cell.text, cell.vision) if n is not None and encoders.get(n) is not None]
-    return "random" if "random" in kinds else "pretrained"
+    """`random` if any of the cell's encoders was built with random weights; raises if one is unavailable."""
+    used = [n for n in (cell.text, cell.vision) if n is not None]
+    for name in used:
+        encoders.get(name)
+    return "random" if any(encoders.weights[n] == "random" for n in used) else "pretrained"
 
 
 def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, ds: Any, by_id: dict,

@@ -20,9 +20,9 @@ FILENAME = "results.jsonl"
 
 
 class ResultStore:
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, filename: str = FILENAME) -> None:
         self.dir = Path(directory)
-        self.path = self.dir / FILENAME
+        self.path = self.dir / filename
         self.repaired_bytes = 0  # size of an unfinished tail line cut off on open
 
     def open(self) -> ResultStore:
