@@ -292,3 +292,17 @@ def test_cache_info_and_clear_commands(tmp_path, monkeypatch):
     cleared = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "minilm"])
     assert cleared.exit_code == 0 and "removed 3 entries" in cleared.output
     assert [i.encoder for i in DiskCache().info()] == ["resnet50"]
+
+
+def test_tables_label_each_encoders_weights_on_its_own():
+    from jftzoo.bench.report import summarize, to_markdown
+
+    def record(fold: str, auc: float) -> dict:
+        return {"dataset": "d", "text": "minilm", "vision": "resnet18", "fusion": "concat", "mode": "frozen",
+                "weights": "random", "text_weights": "pretrained", "vision_weights": "random", "seed": 0,
+                "fold": fold, "wall_s": 1.0, "samples_per_s": 10.0,
+                "metrics": {"auc": auc, "accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.45}}
+
+    rows = summarize([record("fold0", 0.6), record("fold1", 0.8)])
+    assert rows[0]["weights"] == "random" and rows[0]["folds"] == 2 and abs(rows[0]["auc_mean"] - 0.7) < 1e-12
+    assert "| minilm | resnet18 (random) | concat | frozen | **0.700 ± 0.100** |" in to_markdown(rows)
