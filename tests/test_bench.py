@@ -306,3 +306,17 @@ def test_tables_label_each_encoders_weights_on_its_own():
     rows = summarize([record("fold0", 0.6), record("fold1", 0.8)])
     assert rows[0]["weights"] == "random" and rows[0]["folds"] == 2 and abs(rows[0]["auc_mean"] - 0.7) < 1e-12
     assert "| minilm | resnet18 (random) | concat | frozen | **0.700 ± 0.100** |" in to_markdown(rows)
+
+
+def test_each_dataset_is_read_once_for_all_seeds(register_plugin, tmp_path, monkeypatch):
+    from jftzoo.datasets import registry as dataset_registry
+
+    register_plugin(CountingPlugin(), "counting-encoders")
+    reads = []
+    real = dataset_registry.load_dataset
+    monkeypatch.setattr(dataset_registry, "load_dataset", lambda *a, **k: reads.append(a) or real(*a, **k))
+    config = BenchConfig(text=["count-t1"], vision=["count-v1"], fusion=["concat"], folds=2, epochs=1, limit=20,
+                         seeds=(0, 1))
+    report = run_bench(config, tmp_path / "r")
+    assert len(reads) == 1 and report.new_records == 2 * 2
+    assert len({r["split"]["checksum"] for r in report.records}) == 2  # each seed draws its own subsample

@@ -45,20 +45,23 @@ def versions() -> dict[str, str]:
     return {**_versions(), "python": platform.python_version(), "scikit-learn": sklearn.__version__}
 
 
-def load_bench_dataset(data: str, config: BenchConfig, seed: int) -> Any:
+def load_bench_dataset(data: str, config: BenchConfig) -> Any:
     from jftzoo.datasets.registry import get_dataset_spec, load_dataset, parse_data_arg
 
     spec = get_dataset_spec(parse_data_arg(data)[0])
     options = {"label_policy": config.label_policy} if "label_policy" in spec.options else {}
-    ds = load_dataset(data, **options)
-    if config.limit is not None and config.limit < len(ds):
-        from sklearn.model_selection import train_test_split
+    return load_dataset(data, **options)
 
-        records = sorted(ds.records, key=lambda r: r.id)
-        kept, _ = train_test_split(records, train_size=config.limit, stratify=[r.label for r in records],
-                                   random_state=seed)
-        ds = ds.subset(kept)
-    return ds
+
+def subsample(ds: Any, limit: int | None, seed: int) -> Any:
+    """A seeded stratified subsample of `limit` records (the whole dataset without a limit)."""
+    if limit is None or limit >= len(ds):
+        return ds
+    from sklearn.model_selection import train_test_split
+
+    records = sorted(ds.records, key=lambda r: r.id)
+    kept, _ = train_test_split(records, train_size=limit, stratify=[r.label for r in records], random_state=seed)
+    return ds.subset(kept)
 
 
 def make_split(ds: Any, config: BenchConfig, seed: int) -> Any:
@@ -151,8 +154,9 @@ def run_bench(
     plans = []
     for data in config.data:
         ds_cells = [c for c in cells if c.dataset == data]
+        full = load_bench_dataset(data, config)  # read (and every image checked) once, whatever the seeds
         for seed in config.seeds:
-            ds = load_bench_dataset(data, config, seed)
+            ds = subsample(full, config.limit, seed)
             split = make_split(ds, config, seed)
             plans.append((data, seed, ds, split, ds_cells))
     total = sum(len(folds_of(split)) * len(ds_cells) for _, _, _, split, ds_cells in plans)
