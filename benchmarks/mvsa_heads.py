@@ -11,7 +11,7 @@ wall time is reported once, on its own line, and each frozen row's time is its h
 Usage:
   HF_HUB_OFFLINE=1 python benchmarks/mvsa_heads.py [--modes frozen,top-k] [--heads concat,...]
       [--data mvsa-single:../shared/data/mvsa_single] [--top-k 2] [--topk-max-epochs 3]
-      [--out benchmarks/results/mvsa_heads.jsonl]
+      [--out benchmarks/results/mvsa_heads.jsonl] [--markdown-only]
 """
 
 from __future__ import annotations
@@ -81,6 +81,28 @@ def write_markdown(rows: list[dict], encode_info: dict | None, command: str, pat
         lines.append(f"- {mode}: best multimodal head `{best_m['fusion']}` AUC {best_m['metrics']['auc']:.3f} "
                      f"{'beats' if beats else 'does NOT beat'} the best unimodal `{best_u['fusion']}` "
                      f"AUC {best_u['metrics']['auc']:.3f} ({len(multi)} multimodal heads run).")
+    others: dict[str, list[str]] = {}
+    for r in rows:  # rows added by a narrower command (e.g. --modes joint --heads attention-paper)
+        if r.get("command", command) != command:
+            others.setdefault(r["command"], []).append(f"{r['fusion']} ({r['mode']})")
+    for other, which in others.items():
+        lines += ["", f"{', '.join(which)}: `{other}`"]
+    topk = [r for r in rows if r["mode"] == "top-k"]
+    if topk:
+        cap = topk[0].get("train_config", {}).get("max_epochs", "?")
+        lines += ["", f"`top-k` stands in for `joint`: the top {topk[0]['top_k']} layer groups of each encoder train "
+                  f"with the head, for at most {cap} epochs. Full joint fine-tuning of this pair is too slow on "
+                  "2 CPU cores for eight heads (`python benchmarks/mode_step_speed.py`: "
+                  "[mode_step_speed.md](mode_step_speed.md))."]
+    joint = [r for r in rows if r["mode"] == "joint"]
+    if joint:
+        cap = joint[0].get("train_config", {}).get("max_epochs", "?")
+        lines += ["", f"`joint` (every encoder layer trains, at most {cap} epochs) was run only for: "
+                  f"{', '.join(r['fusion'] for r in joint)}."]
+    missing = [f"{h} ({m})" for m in ("frozen", "top-k") if any(r["mode"] == m for r in rows)
+               for h in HEADS if (h, m) not in {row_key(r) for r in rows}]
+    if missing:
+        lines += ["", f"Not run yet: {', '.join(missing)}. The command above continues where it stopped."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -93,8 +115,20 @@ def main() -> None:
     parser.add_argument("--topk-max-epochs", type=int, default=3, help="epoch cap for top-k/joint rows (cost)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mvsa_heads.jsonl")
+    parser.add_argument("--markdown-only", action="store_true", help="re-make the .md from the JSONL only")
     args = parser.parse_args()
-    command = "HF_HUB_OFFLINE=1 python benchmarks/mvsa_heads.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    argv = [a for a in sys.argv[1:] if a != "--markdown-only"]  # the Markdown quotes the training command
+    command = "HF_HUB_OFFLINE=1 python benchmarks/mvsa_heads.py " + " ".join(shlex.quote(a) for a in argv)
+    if args.markdown_only:
+        from jftzoo.bench.store import ResultStore
+
+        info_path = args.out.with_suffix(".encode.json")
+        encode_info = json.loads(info_path.read_text()) if info_path.exists() else None
+        rows = ResultStore(args.out.parent, args.out.name).records()
+        if not rows:
+            sys.exit(f"error: no finished rows in {args.out}; run without --markdown-only first")
+        write_markdown(rows, encode_info, command, args.out.with_suffix(".md"))
+        return
 
     from jftzoo.bench.store import ResultStore
     from jftzoo.datasets import load_dataset
@@ -146,7 +180,8 @@ def main() -> None:
                    "seed": args.seed, "metrics": metrics, "best_epoch": clf.best_epoch_,
                    "epochs_run": len(clf.history_), "wall_s": wall, "n_records": len(ds.records),
                    "n_train": len(train), "n_val": len(val), "n_test": len(test), "split_checksum": split.checksum,
-                   "machine": machine, "torch": torch.__version__, "train_config": vars(clf.train_config)}
+                   "machine": machine, "torch": torch.__version__, "train_config": vars(clf.train_config),
+                   "command": command}
             store.append(row)
             rows.append(row)
             done.add((head, mode))

@@ -281,11 +281,14 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
         result = fit(model, train, labels, tc, progress=forward, validation=val or None, features=shared)
         train_s = time.perf_counter() - t_fit
         seen = (len(train) - (0 if val else len(result.val_ids))) * len(result.history)
-        probs = predict_proba(model, test, max(config.batch_size, 32), shared)
+        gates: list[Any] = []
+        gated = cell.fusion == "gated" and hasattr(model.head, "last_weights")
+        probs = predict_proba(model, test, max(config.batch_size, 32), shared,
+                              on_batch=(lambda m: gates.append(m.head.last_weights.cpu())) if gated else None)
         extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
                  "train_config": asdict(tc)}
-        if cell.fusion == "gated" and hasattr(model.head, "last_weights"):
-            extra["gate_weights_test_mean"] = _gate_means(model, test, features if shared else None)
+        if gates:  # mean gate weights (text, image) over the test records: how much each modality counted
+            extra["gate_weights_test_mean"] = [float(x) for x in torch.cat(gates).mean(0)]
         del model
     metrics = evaluate([index[r.label] for r in test], probs, labels)
     wall = time.perf_counter() - t0
@@ -344,23 +347,3 @@ def _svm(cell: Cell, encoders: Encoders, features: Any, train: list, test: list,
     proba = np.zeros((len(test), len(index)), dtype=np.float64)
     proba[:, clf.classes_] = clf.predict_proba(embed(test))  # classes absent from training keep probability 0
     return proba, train_s, len(train)
-
-
-def _gate_means(model: Any, test: list, features: Any) -> list[float]:
-    """Mean gate weights (text, image) over the test records: how much each modality counted."""
-    import torch
-
-    from jftzoo.train.trainer import FrozenInputs, _to_device
-
-    model.eval()
-    device = next(model.parameters()).device
-    weights = []
-    with torch.inference_mode():
-        for start in range(0, len(test), 64):
-            chunk = test[start : start + 64]
-            if features is not None:
-                model.head(*FrozenInputs(model, chunk, features).batch(range(len(chunk)), device))
-            else:
-                model(_to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device))
-            weights.append(model.head.last_weights.cpu())
-    return [float(x) for x in torch.cat(weights).mean(0)]

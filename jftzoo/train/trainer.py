@@ -111,13 +111,18 @@ class FrozenInputs:
 
 
 def predict_proba(
-    model: FusionModel, records: Sequence[Record], batch_size: int = 32, features: FeatureStore | None = None
+    model: FusionModel,
+    records: Sequence[Record],
+    batch_size: int = 32,
+    features: FeatureStore | None = None,
+    on_batch: Callable[[FusionModel], None] | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, C) in record order.
 
     With a `FeatureStore`, encoder outputs come from it (computed once, shared with other heads on
     the same encoders); its keys include the encoder weights, so a fine-tuned encoder never reuses
-    outputs of its pre-trained self.
+    outputs of its pre-trained self. `on_batch(model)` runs after each batch's forward, so callers
+    can read per-batch head state (e.g. gate weights) in the same pass instead of a second one.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -131,6 +136,8 @@ def predict_proba(
                 chunk = [records[i] for i in idx]
                 logits = model(_to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device))
             out.append(logits.float().softmax(-1).cpu())
+            if on_batch is not None:
+                on_batch(model)
     n_classes = model.head.cfg.n_classes
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 
