@@ -10,11 +10,9 @@ Posts are real MVSA-Single tweets and images when ../shared/data/mvsa_single exi
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-import torch.nn.functional as F
-from joint_step_speed import load_posts
+from joint_step_speed import load_posts, time_steps
 
 import jftzoo
 from jftzoo.fusion.heads import HeadConfig
@@ -22,22 +20,6 @@ from jftzoo.fusion.registry import build_head
 from jftzoo.train.model import FusionModel
 
 MVSA_TRAIN = 3607  # records in the training part of benchmarks/mvsa_heads.py's 8:1:1 split
-
-
-def samples_per_s(model: FusionModel, batches: list[dict], labels: torch.Tensor, steps: int) -> float:
-    """One warm-up step, then `steps` timed optimiser steps over the given pre-tokenised batches."""
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    model.train()
-    start = None
-    for i in range(steps + 1):
-        if i == 1:
-            start = time.perf_counter()
-        loss = F.cross_entropy(model(batches[i % len(batches)]), labels)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    assert start is not None
-    return steps * labels.shape[0] / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -58,7 +40,7 @@ def main() -> None:
     for mode in ("top-k", "joint"):
         model.set_mode(mode, args.top_k)
         trainable = sum(p.numel() for p in model.encoder_parameters() if p.requires_grad)
-        rate = samples_per_s(model, batches, labels, args.steps)
+        rate = args.steps * bs / time_steps(model, batches, labels, args.steps)  # after 1 warm-up step
         rows.append((mode, trainable, rate))
     print(f"minilm + efficientnet_lite0 (pre-trained), attention head, batch {bs}, "
           f"{torch.get_num_threads()} threads, {args.steps} timed steps per mode (after 1 warm-up step)")

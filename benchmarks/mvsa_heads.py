@@ -99,8 +99,9 @@ def write_markdown(rows: list[dict], encode_info: dict | None, command: str, pat
         cap = joint[0].get("train_config", {}).get("max_epochs", "?")
         lines += ["", f"`joint` (every encoder layer trains, at most {cap} epochs) was run only for: "
                   f"{', '.join(r['fusion'] for r in joint)}."]
+    have = {row_key(r) for r in rows}
     missing = [f"{h} ({m})" for m in ("frozen", "top-k") if any(r["mode"] == m for r in rows)
-               for h in HEADS if (h, m) not in {row_key(r) for r in rows}]
+               for h in HEADS if (h, m) not in have]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}. The command above continues where it stopped."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -119,18 +120,18 @@ def main() -> None:
     args = parser.parse_args()
     argv = [a for a in sys.argv[1:] if a != "--markdown-only"]  # the Markdown quotes the training command
     command = "HF_HUB_OFFLINE=1 python benchmarks/mvsa_heads.py " + " ".join(shlex.quote(a) for a in argv)
-    if args.markdown_only:
-        from jftzoo.bench.store import ResultStore
+    from jftzoo.bench.store import ResultStore
 
-        info_path = args.out.with_suffix(".encode.json")
-        encode_info = json.loads(info_path.read_text()) if info_path.exists() else None
+    info_path = args.out.with_suffix(".encode.json")
+    encode_info = json.loads(info_path.read_text()) if info_path.exists() else None
+    md = args.out.with_suffix(".md")
+    if args.markdown_only:
         rows = ResultStore(args.out.parent, args.out.name).records()
         if not rows:
             sys.exit(f"error: no finished rows in {args.out}; run without --markdown-only first")
-        write_markdown(rows, encode_info, command, args.out.with_suffix(".md"))
+        write_markdown(rows, encode_info, command, md)
         return
 
-    from jftzoo.bench.store import ResultStore
     from jftzoo.datasets import load_dataset
     from jftzoo.datasets.splits import ratio_split
     from jftzoo.features import FeatureStore
@@ -147,9 +148,6 @@ def main() -> None:
     store = ResultStore(args.out.parent, args.out.name).open()  # fsync'd appends; a cut last line is dropped
     rows = store.records()
     done = {row_key(r) for r in rows}
-    md = args.out.with_suffix(".md")
-    info_path = args.out.with_suffix(".encode.json")
-    encode_info = json.loads(info_path.read_text()) if info_path.exists() else None
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads"
     features = FeatureStore()
     for mode in modes:
