@@ -1,5 +1,9 @@
 """Every fusion head on MVSA-Single with the offline pre-trained pair minilm + efficientnet_lite0.
 
+Superseded for frozen heads by `jftzoo bench` (5 seeds, group-aware splits, confidence intervals):
+benchmarks/results/mvsa_single_frozen.md. Rows made before jftzoo 0.2.0 used a random split (near-
+duplicates crossing it) and stored no validation figures; the table marks them so.
+
 Merge labels, one seeded stratified 8:1:1 split (early stopping on its 'val' part, figures on its
 'test' part). Rows are written one by one to a JSONL file and a run that is stopped and started
 again skips the rows it already has, so the long top-k rows can be spread over several sittings.
@@ -11,7 +15,7 @@ wall time is reported once, on its own line, and each frozen row's time is its h
 Usage:
   HF_HUB_OFFLINE=1 python benchmarks/mvsa_heads.py [--modes frozen,top-k] [--heads concat,...]
       [--data mvsa-single:../shared/data/mvsa_single] [--top-k 2] [--topk-max-epochs 3]
-      [--out benchmarks/results/mvsa_heads.jsonl] [--markdown-only]
+      [--groups near-duplicates|none] [--out benchmarks/results/mvsa_heads.jsonl] [--markdown-only]
 """
 
 from __future__ import annotations
@@ -44,9 +48,18 @@ def write_markdown(rows: list[dict], encode_info: dict | None, command: str, pat
     order = {(h, m): i for i, (m, h) in enumerate((m, h) for m in ("frozen", "top-k", "joint") for h in HEADS)}
     rows = sorted(rows, key=lambda r: order.get(row_key(r), 99))
     first = rows[0] if rows else {}
+    old = [r for r in rows if "val_metrics" not in r]
     lines = [
         "# Every fusion head on MVSA-Single (minilm + efficientnet_lite0, pre-trained, offline)",
         "",
+    ]
+    if old:
+        lines += [f"**Superseded ({len(old)} of {len(rows)} rows):** made before jftzoo 0.2.0 on ONE random split "
+                  "(68 near-duplicate groups cross MVSA-Single's seed-0 random 8:1:1 split), one seed, no validation "
+                  "figures stored, so no row of them is picked as best. For frozen heads see "
+                  "[mvsa_single_frozen.md](mvsa_single_frozen.md) (5 seeds, group-aware splits, 95 % CIs, paired "
+                  "comparisons); AUC below is macro one-vs-rest ROC AUC.", ""]
+    lines += [
         f"Command: `{command}`",
         "",
         f"Data: {first.get('dataset', '?')} — {first.get('n_records', '?')} records after the merge label policy; "
@@ -75,12 +88,19 @@ def write_markdown(rows: list[dict], encode_info: dict | None, command: str, pat
         multi = [r for r in got if r["fusion"] not in UNIMODAL]
         if not uni or not multi:
             continue
-        best_u = max(uni, key=lambda r: r["metrics"]["auc"])
-        best_m = max(multi, key=lambda r: r["metrics"]["auc"])
+        if any("val_metrics" not in r for r in got):
+            lines.append(f"- {mode}: rows without validation figures: no best head is picked (test data picks "
+                         "nothing).")
+            continue
+        # "Best" is chosen on VALIDATION AUC; the test AUC of the chosen rows is only reported.
+        best_u = max(uni, key=lambda r: r["val_metrics"]["auc"])
+        best_m = max(multi, key=lambda r: r["val_metrics"]["auc"])
         beats = best_m["metrics"]["auc"] > best_u["metrics"]["auc"]
-        lines.append(f"- {mode}: best multimodal head `{best_m['fusion']}` AUC {best_m['metrics']['auc']:.3f} "
-                     f"{'beats' if beats else 'does NOT beat'} the best unimodal `{best_u['fusion']}` "
-                     f"AUC {best_u['metrics']['auc']:.3f} ({len(multi)} multimodal heads run).")
+        lines.append(f"- {mode}: the multimodal head best on validation, `{best_m['fusion']}` (val AUC "
+                     f"{best_m['val_metrics']['auc']:.3f}), has test AUC {best_m['metrics']['auc']:.3f}: it "
+                     f"{'beats' if beats else 'does NOT beat'} the unimodal head best on validation, "
+                     f"`{best_u['fusion']}` (test AUC {best_u['metrics']['auc']:.3f}); {len(multi)} multimodal "
+                     "heads run, one split: see the bench tables for intervals.")
     others: dict[str, list[str]] = {}
     for r in rows:  # rows added by a narrower command (e.g. --modes joint --heads attention-paper)
         if r.get("command", command) != command:
@@ -115,6 +135,8 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=2, help="layer groups per encoder that train in top-k mode")
     parser.add_argument("--topk-max-epochs", type=int, default=3, help="epoch cap for top-k/joint rows (cost)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--groups", choices=["near-duplicates", "none"], default="near-duplicates",
+                        help="near-duplicate posts on one side of the split (default), or the random split")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mvsa_heads.jsonl")
     parser.add_argument("--markdown-only", action="store_true", help="re-make the .md from the JSONL only")
     args = parser.parse_args()
@@ -140,7 +162,9 @@ def main() -> None:
     from jftzoo.train.metrics import evaluate
 
     ds = load_dataset(args.data, label_policy="merge" if args.data.startswith("mvsa") else None)
-    split = ratio_split(ds, "8:1:1", args.seed)
+    from jftzoo.datasets.groups import groups_for
+
+    split = ratio_split(ds, "8:1:1", args.seed, groups_for(ds, args.groups))
     by_id = ds.by_id()
     train, val, test = ([by_id[i] for i in split.parts[p]] for p in ("train", "val", "test"))
     heads = [h for h in args.heads.split(",") if h]
@@ -170,12 +194,19 @@ def main() -> None:
             t0 = time.perf_counter()
             clf.fit(train, validation=val, features=shared)
             probs = clf.predict_proba(test, features=shared)
+            val_probs = clf.predict_proba(val, features=shared)
             wall = time.perf_counter() - t0
             index = {c: j for j, c in enumerate(clf.classes_)}
             metrics = evaluate([index[r.label] for r in test], probs, list(clf.classes_))
+            val_metrics = evaluate([index[r.label] for r in val], val_probs, list(clf.classes_))
+            weights = {m: "pretrained" if enc.pretrained else "random"
+                       for m, enc in (("text", clf.model_.text), ("vision", clf.model_.vision))}
             row = {"dataset": ds.name, "text": "minilm", "vision": "efficientnet_lite0", "fusion": head,
-                   "mode": mode, "top_k": args.top_k if mode == "top-k" else None, "weights": "pretrained",
-                   "seed": args.seed, "metrics": metrics, "best_epoch": clf.best_epoch_,
+                   "mode": mode, "top_k": args.top_k if mode == "top-k" else None,
+                   "weights": "random" if "random" in weights.values() else "pretrained",
+                   "text_weights": weights["text"], "vision_weights": weights["vision"],
+                   "seed": args.seed, "metrics": metrics, "val_metrics": val_metrics, "groups": split.groups,
+                   "split_digest": split.digest(), "best_epoch": clf.best_epoch_,
                    "epochs_run": len(clf.history_), "wall_s": wall, "n_records": len(ds.records),
                    "n_train": len(train), "n_val": len(val), "n_test": len(test), "split_checksum": split.checksum,
                    "machine": machine, "torch": torch.__version__, "train_config": vars(clf.train_config),

@@ -19,7 +19,7 @@ from jftzoo.errors import (
 from jftzoo.hookspecs import hookimpl
 from jftzoo.registry import EncoderSpec, PackagedWeights, get_encoder, list_encoders
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if TYPE_CHECKING:
     from jftzoo.encoders.base import Encoder, EncoderOutput

@@ -46,6 +46,10 @@ class JftzooGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # `jftzoo ... | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as exc:
             if os.environ.get("JFTZOO_DEBUG"):
                 raise
@@ -269,13 +273,20 @@ def data_group() -> None:
 @click.option("--write-split", type=click.Path(dir_okay=False), help="Also write a split manifest (JSON) here.")
 @click.option("--split", "split_kind", default="kfold", show_default=True,
               help="For --write-split: 'kfold', a ratio like 8:1:1, or 'official'.")
+@click.option("--groups", type=click.Choice(["near-duplicates", "none"]), default="near-duplicates",
+              show_default=True, help="For --write-split: keep near-duplicate posts on one side; none: random split.")
 @click.option("--field", "fields", multiple=True, metavar="NAME=COLUMN",
               help="csv/jsonl: which column holds id, text, image or label (e.g. --field text=tweet).")
 @click.option("--json", "as_json", is_flag=True)
 def data_check_cmd(data: str, label_policy: str | None, balance: int | None, seed: int, on_bad: str, folds: int,
-                   write_split: str | None, split_kind: str, fields: Sequence[str], as_json: bool) -> None:
-    """Read a dataset, print counts per class and every problem found; trains nothing."""
+                   write_split: str | None, split_kind: str, groups: str, fields: Sequence[str],
+                   as_json: bool) -> None:
+    """Read a dataset, print counts per class, near-duplicate groups and every problem found; trains nothing.
+
+    Example: jftzoo data check --data mvsa-single:../shared/data/mvsa_single --write-split split.json --split 8:1:1
+    """
     from jftzoo.datasets import splits
+    from jftzoo.datasets.groups import duplicate_groups
     from jftzoo.datasets.records import BadDataError
     from jftzoo.datasets.registry import load_dataset
 
@@ -297,22 +308,29 @@ def data_check_cmd(data: str, label_policy: str | None, balance: int | None, see
         splits.check_min_class(ds, folds)
     except UsageError as exc:
         fold_error = str(exc)
-    written = None
+    dups = duplicate_groups(ds.records)
+    largest = dups.members()
+    written = digest = None
     if write_split:
+        grouping = dups if groups == "near-duplicates" else None
         if split_kind == "kfold":
-            split = splits.stratified_kfold(ds, folds, seed)
+            split = splits.stratified_kfold(ds, folds, seed, grouping)
         elif split_kind == "official":
-            split = splits.official_split(ds)
+            split = splits.official_split(ds, grouping)
         else:
-            split = splits.ratio_split(ds, split_kind, seed)
-        splits.write_split(split, Path(write_split))
+            split = splits.ratio_split(ds, split_kind, seed, grouping)
+        digest = splits.write_split(split, Path(write_split))
         written = write_split
     report = {
         "data": data, "ok": fold_error is None, "records": len(ds), "classes": ds.class_counts(),
+        "duplicates": {"groups": len(largest), "records_in_groups": sum(len(m) for m in largest),
+                       "text_links": dups.text_links, "image_links": dups.image_links,
+                       "largest": largest[:5]},
         "dropped_by_label_policy": ds.dropped, "skipped": [vars(p) for p in ds.skipped], "notes": ds.notes,
         "official_splits": {k: len(v) for k, v in ds.splits.items()},
         "checksum": split.checksum if written else ds.checksum(),  # hashing reads every image: once
         "fold_check": fold_error or f"every class has at least {folds} members", "split_written": written,
+        "split_digest": digest, "split_groups": split.groups if written else None,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -332,9 +350,16 @@ def data_check_cmd(data: str, label_policy: str | None, balance: int | None, see
             out.print(f"official split {split_name}: {n}", highlight=False)
         for p in ds.skipped:
             out.print(f"[yellow]skipped[/yellow] {p}", highlight=False)
+        dup = report["duplicates"]
+        out.print(f"near-duplicate groups: {dup['groups']} holding {dup['records_in_groups']} records (same normalised "
+                  f"text: {dup['text_links']} links, same image bytes: {dup['image_links']})", highlight=False)
+        for members in dup["largest"]:
+            shown = ", ".join(members[:8]) + (f" ... ({len(members)} records)" if len(members) > 8 else "")
+            out.print(f"  group of {len(members)}: {shown}", highlight=False)
         out.print(f"checksum: {report['checksum']}", highlight=False)
         if written:
-            out.print(f"split manifest written to {written}", highlight=False)
+            out.print(f"split manifest written to {written} (groups {report['split_groups']}, digest {digest})",
+                      highlight=False)
     if fold_error:
         if not as_json:
             _stderr().print(f"[red]Error:[/red] {fold_error}", highlight=False)
@@ -373,12 +398,14 @@ class _TrainProgress:
 @click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
 @click.option("--split", "ratio", default="8:1:1", show_default=True, help="train:val:test ratio, stratified.")
 @click.option("--folds", type=click.IntRange(min=2), help="Stratified k-fold CV instead of --split (writes cv.json).")
+@click.option("--groups", type=click.Choice(["near-duplicates", "none"]), default="near-duplicates",
+              show_default=True, help="Keep near-duplicate posts on one side of the split; none: random split.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Most epochs.")
-@click.option("--min-epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--min-epochs", type=click.IntRange(min=1), help="Never stop before this many epochs. [3]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lr-encoder", type=float, default=2e-5, show_default=True)
-@click.option("--lr-head", type=float, default=1e-3, show_default=True)
+@click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
+@click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Dropout in the fusion head.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -388,10 +415,14 @@ class _TrainProgress:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (no progress bars).")
 def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: str, label_policy: str | None,
-              on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int, batch_size: int, lr_encoder: float,
-              lr_head: float, seed: int, random_init: bool, text_weights: str | None, vision_weights: str | None,
-              device: str, as_json: bool, folds: int | None, dropout: float) -> None:
-    """Fine-tune TEXT + VISION with a fusion head on a seeded split; evaluate on its test part; save to OUT."""
+              on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int | None, batch_size: int,
+              lr_encoder: float | None, lr_head: float | None, seed: int, random_init: bool,
+              text_weights: str | None, vision_weights: str | None, device: str, as_json: bool,
+              folds: int | None, dropout: float, groups: str) -> None:
+    """Fine-tune TEXT + VISION with a fusion head on a seeded split; evaluate on its test part; save to OUT.
+
+    Example: jftzoo train --fusion concat --mode frozen --data emoji-sentiment --out runs/demo
+    """
     from jftzoo.datasets import load_dataset, ratio_split, write_split
     from jftzoo.fusion.registry import get_fusion_spec
     from jftzoo.registry import get_spec
@@ -400,20 +431,25 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
 
     get_spec(text), get_spec(vision), get_fusion_spec(fusion)  # usage errors before any work
     ds = load_dataset(data, on_bad=on_bad, label_policy=label_policy)
-    weights = "random" if random_init else "pretrained"
+
+    # Only options the user gave override the head's preset (attention-paper: the released recipe).
+    given = {k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}
+    from jftzoo.fusion.registry import apply_train_preset
+
+    given["min_epochs"] = min(min_epochs or apply_train_preset(fusion, {}).get("min_epochs", 3), epochs)
 
     def make() -> FusionClassifier:
         return FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,
                                 vision_weights=vision_weights, device=device, head={"dropout": dropout},
                                 top_k=top_k, max_epochs=epochs,
-                                min_epochs=min(min_epochs, epochs), batch_size=batch_size, lr_encoder=lr_encoder,
-                                lr_head=lr_head, seed=seed)
+                                batch_size=batch_size, seed=seed, **given)
 
     if folds:
         from jftzoo.train.cv import SUMMARY_KEYS, cross_validate
 
-        cv = cross_validate(make, ds, folds, seed)
-        cv.update({"text": text, "vision": vision, "fusion": fusion, "mode": mode, "weights": weights, "data": data})
+        cv = cross_validate(make, ds, folds, seed, groups=groups)
+        weights = _weights_label(cv["weights"])
+        cv.update({"text": text, "vision": vision, "fusion": fusion, "mode": mode, "data": data})
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "cv.json").write_text(json.dumps(cv, indent=2) + "\n", encoding="utf-8")
         if as_json:
@@ -430,7 +466,9 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
         _stdout().print(table)
         _stdout().print(f"every fold's figures written to {Path(out) / 'cv.json'}", highlight=False)
         return
-    split = ratio_split(ds, ratio, seed)
+    from jftzoo.datasets.groups import groups_for
+
+    split = ratio_split(ds, ratio, seed, groups_for(ds, groups))
     by_id = ds.by_id()
     part = {name: [by_id[i] for i in ids] for name, ids in split.parts.items()}
     clf = make()
@@ -441,11 +479,18 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
             validation=part["val"] or None, accelerator=accelerator)
     if not main_process:
         return  # only the first process evaluates, saves and prints
+    weights = _weights_label({m: ("pretrained" if enc.pretrained else "random")
+                              for m, enc in (("text", clf.model_.text), ("vision", clf.model_.vision))})
     probs = clf.predict_proba(part["test"])
     index = {c: i for i, c in enumerate(clf.classes_)}
     metrics = evaluate([index[r.label] for r in part["test"]], probs, list(clf.classes_))
-    clf.metrics_ = {"test": metrics, "split": {"ratio": ratio, "seed": seed, "dataset": ds.name,
-                                               "checksum": split.checksum}}
+    val_metrics = None
+    if part["val"]:  # the figures a choice between runs may use; test is only reported
+        val_probs = clf.predict_proba(part["val"])
+        val_metrics = evaluate([index[r.label] for r in part["val"]], val_probs, list(clf.classes_))
+    clf.metrics_ = {"test": metrics, "val": val_metrics, "split": {"ratio": ratio, "seed": seed, "dataset": ds.name,
+                                               "checksum": split.checksum, "groups": split.groups,
+                                               "digest": split.digest()}}
     clf.save(out, extra={"weights": weights, "data": data})
     write_split(split, Path(out) / "split.json")
     summary = {"out": out, "text": text, "vision": vision, "fusion": fusion, "mode": mode, "weights": weights,
@@ -462,6 +507,11 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
                   f"{metrics['f1_weighted']:.3f}", str(clf.best_epoch_))
     _stdout().print(table)
     _stdout().print(f"model saved to {out}", highlight=False)
+
+
+def _weights_label(by_modality: dict[str, str]) -> str:
+    """`pretrained` only when every encoder really loaded pre-trained weights, else `random`."""
+    return "random" if "random" in by_modality.values() else "pretrained"
 
 
 def _accelerator(device: str, unused_encoder: bool) -> Any:

@@ -41,6 +41,10 @@ class WeightsIntegrityError(JftzooError):
     """A weight file does not have the checksum jftzoo expects: it is corrupt or not what it claims."""
 
 
+class WeightsWarning(UserWarning):
+    """Pre-trained weights were asked for but part of the model was not in the checkpoint: those parts are random."""
+
+
 class TokenizerUnavailableError(JftzooError):
     """The encoder was built, but its tokenizer files are not available offline."""
 

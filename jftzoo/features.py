@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,10 +72,27 @@ def weights_digest(module: torch.nn.Module) -> str:
     return hash_tensors(module.state_dict().items())
 
 
+# Distributions whose releases can change an encoder's output for the same weights and inputs
+# (kernels, tokenisation, image decoding and resizing).
+PREPROCESSING_LIBRARIES = ("torch", "transformers", "timm", "tokenizers", "Pillow")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of PREPROCESSING_LIBRARIES, read from metadata (nothing imported); None if absent."""
+    out: dict[str, str | None] = {}
+    for name in PREPROCESSING_LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def describe_encoder(encoder: Encoder) -> dict[str, Any]:
-    """What an encoder computes: its name, class, weights checksum and preprocessing."""
+    """What an encoder computes: its name, class, weights checksum, preprocessing and library versions."""
     return {"name": encoder.name, "class": type(encoder).__qualname__,
-            "preprocess": encoder.preprocess_config(), "weights": weights_digest(encoder)}
+            "preprocess": encoder.preprocess_config(), "weights": weights_digest(encoder),
+            "libraries": library_versions()}
 
 
 def encoder_fingerprint(encoder: Encoder) -> str:
@@ -114,26 +133,29 @@ class FeatureStore:
         self.cache = cache
         self.batch_size = batch_size
         self._memory: dict[str, Entry] = {}
-        self._fingerprints: dict[int, tuple[int, str]] = {}
+        # encoder -> (param versions, preprocess, fp); weak keys, so a new encoder never inherits a dead one's id
+        self._fingerprints: weakref.WeakKeyDictionary[Encoder, tuple[int, str, str]] = weakref.WeakKeyDictionary()
         self._digests: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> content hash
         self.encoded: Counter[str] = Counter()
         self.passes: Counter[str] = Counter()
 
     def fingerprint(self, encoder: Encoder) -> str:
         # Hashing the weights costs ~0.3 s for 100 MB; a frozen encoder's weights do not change
-        # between calls, but guard on the parameters' version counters so a trained one is re-hashed.
+        # between calls, but guard on the parameters' version counters so a trained one is re-hashed,
+        # and on the preprocessing config so e.g. a new `max_length` never serves stale outputs.
         version = sum(p._version for p in encoder.parameters())  # type: ignore[attr-defined]
-        known = self._fingerprints.get(id(encoder))
-        if known is None or known[0] != version:
+        preprocess = json.dumps(encoder.preprocess_config(), sort_keys=True, default=str)
+        known = self._fingerprints.get(encoder)
+        if known is None or known[0] != version or known[1] != preprocess:
             described = describe_encoder(encoder)
             fp = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
-            known = (version, fp)
-            self._fingerprints[id(encoder)] = known
+            known = (version, preprocess, fp)
+            self._fingerprints[encoder] = known
             if self.cache is not None:
                 ns = self.cache.namespace(encoder.name, fp)
                 self.cache.describe(ns, {"encoder": encoder.name, "fingerprint": fp, **described,
                                          "weight_source": str(encoder.weight_source)})
-        return known[1]
+        return known[2]
 
     def _digest(self, item: Any) -> str:
         """item_digest, remembered for image files while their size and mtime stay the same."""

@@ -26,8 +26,10 @@ from jftzoo.encoders.base import Encoder, EncoderOutput
 from jftzoo.errors import UsageError
 from jftzoo.images import load_image
 
-ROWS_KEYS = {"dataset", "text", "vision", "fusion", "mode", "weights", "auc_mean", "auc_std", "accuracy_mean",
-             "f1_macro_mean", "folds"}
+ROWS_KEYS = {"dataset", "text", "vision", "fusion", "mode", "weights", "auc_mean", "auc_std", "auc_ci95",
+             "accuracy_mean", "accuracy_ci95", "f1_macro_mean", "val_accuracy_mean", "n_splits", "n_seeds",
+             "nan_folds", "config_hash", "groups"}
+BASELINE_CELLS = 1 + 2  # majority + text-only + image-only, added to every one-pair grid
 
 
 # -- grid expansion and validation -----------------------------------------------------------------------------
@@ -44,7 +46,11 @@ def test_the_grid_is_the_product_with_equal_computations_collapsed():
     assert {c.mode for c in cells if c.fusion == "svm"} == {"frozen"} and sum(c.fusion == "svm" for c in cells) == 4
     assert {(c.text, c.vision, c.mode) for c in cells if c.fusion == "clip"} == {
         ("clip-text", "clip-vision", "frozen"), ("clip-text", "clip-vision", "joint")}
-    assert len(cells) == len(set(cells)) == 8 + 4 + 4 + 2
+    # baselines beside every multimodal figure: the majority row, and image-only although not asked for
+    assert {c for c in cells if c.fusion == "majority"} == {Cell(d, None, None, "majority", "frozen")}
+    image_only = {Cell(d, None, v, "image-only", m) for v in ("resnet50", "vit") for m in ("frozen", "joint")}
+    assert {c for c in cells if c.fusion == "image-only"} == image_only
+    assert len(cells) == len(set(cells)) == 8 + 4 + 4 + 2 + 1 + 4
 
 
 @pytest.mark.parametrize(("field", "value", "hint"), [
@@ -119,17 +125,18 @@ def test_a_frozen_grid_runs_n_plus_m_encoder_passes_then_none(register_plugin, t
 
     register_plugin(CountingPlugin(), "counting-encoders")
     config = BenchConfig(text=["count-t1", "count-t2"], vision=["count-v1", "count-v2"], fusion=["concat", "svm"],
-                         folds=2, epochs=1, limit=30)
+                         folds=2, epochs=1, limit=40)
     CALLS.clear()
     first = run_bench(config, tmp_path / "run1", cache=DiskCache(tmp_path / "cache"))
     assert first.encoder_passes == {"count-t1": 1, "count-t2": 1, "count-v1": 1, "count-v2": 1}  # N + M, not N x M
-    assert first.items_encoded == dict.fromkeys(first.encoder_passes, 30) and dict(CALLS) == first.items_encoded
-    assert first.new_records == 2 * 2 * 2 * 2, first.failed  # 4 pairs x 2 heads x 2 folds
+    assert first.items_encoded == dict.fromkeys(first.encoder_passes, 40) and dict(CALLS) == first.items_encoded
+    # (4 pairs x 2 heads + majority + 2 text-only + 2 image-only) x 2 folds
+    assert first.new_records == (2 * 2 * 2 + 1 + 2 + 2) * 2 == 26, first.failed
     CALLS.clear()
     second = run_bench(config, tmp_path / "run2", cache=DiskCache(tmp_path / "cache"))  # retrains, reads the cache
-    assert second.new_records == 16 and second.encoder_passes == {} and sum(CALLS.values()) == 0
+    assert second.new_records == 26 and second.encoder_passes == {} and sum(CALLS.values()) == 0
     again = run_bench(config, tmp_path / "run2", cache=DiskCache(tmp_path / "cache"))  # same store: all finished
-    assert again.new_records == 0 and again.skipped_records == 16 and len(again.records) == 16
+    assert again.new_records == 0 and again.skipped_records == 26 and len(again.records) == 26
 
 
 def test_a_corrupt_cache_entry_is_recomputed_in_a_bench_run(register_plugin, tmp_path):
@@ -143,7 +150,8 @@ def test_a_corrupt_cache_entry_is_recomputed_in_a_bench_run(register_plugin, tmp
     CALLS.clear()
     cache = DiskCache(tmp_path / "cache")
     report = run_bench(config, tmp_path / "b", cache=cache)
-    assert cache.corrupt == {"count-v1": 1} and dict(CALLS) == {"count-v1": 1} and report.new_records == 2
+    assert cache.corrupt == {"count-v1": 1} and dict(CALLS) == {"count-v1": 1}
+    assert report.new_records == (1 + BASELINE_CELLS) * 2
 
 
 # -- resume after kill -9 --------------------------------------------------------------------------------------
@@ -174,10 +182,10 @@ def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_records
     after = results.read_bytes().splitlines(keepends=True)
     assert after[: len(before)] == before  # nothing finished was lost or rewritten
     keys = [json.loads(line)["key"] for line in after]
-    assert len(keys) == len(set(keys)) == 5 * 3  # every (cell, fold) once: no duplicate, none missing
+    assert len(keys) == len(set(keys)) == 6 * 3  # every (cell, fold) once, majority included: none missing
     rows = json.loads(done.stdout)
-    assert {r["fusion"] for r in rows} == {"text-only", "image-only", "concat", "late", "gated"}
-    assert all(r["folds"] == 3 for r in rows)
+    assert {r["fusion"] for r in rows} == {"majority", "text-only", "image-only", "concat", "late", "gated"}
+    assert all(r["n_splits"] == 3 for r in rows)
 
 
 # -- the paper protocol, JSON schema, heatmap, results commands ------------------------------------------------
@@ -190,17 +198,18 @@ def test_paper_protocol_prints_table_1_layout(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     table = (out / "table1.md").read_text().splitlines()
     assert table[0] == "| Method | emoji-sentiment |"
-    labels = [line.split("|")[1].strip() for line in table[2:8]]
-    assert labels == ["SVM (concatenation)", "efficientnet_lite0 only", "minilm only", "efficientnet_lite0+minilm",
-                      "CLIP", "Joint fine-tuning (ours)"]
-    cells = [line.split("|")[2].strip() for line in table[2:8]]
-    assert all("±" in c for i, c in enumerate(cells) if i != 4)  # AUC mean ± std over the 2 folds
-    assert cells[4] == "unavailable"  # CLIP's weights are hub-only and --random-init was not given
+    labels = [line.split("|")[1].strip() for line in table[2:9]]
+    assert labels == ["Majority class (not in the paper)", "SVM (concatenation)", "efficientnet_lite0 only",
+                      "minilm only", "efficientnet_lite0+minilm", "CLIP", "Joint fine-tuning (ours)"]
+    cells = [line.split("|")[2].strip() for line in table[2:9]]
+    assert cells[0] == "0.500 ± 0.000"  # the majority class: constant priors
+    assert all("±" in c for i, c in enumerate(cells) if i != 5)  # AUC mean ± sd over the 2 folds
+    assert cells[5] == "unavailable"  # CLIP's weights are hub-only and --random-init was not given
     assert "inner validation split" in (out / "table1.md").read_text() and "Table 1" in res.output
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert {(r["fusion"], r["mode"]) for r in records} == {
-        ("svm", "frozen"), ("image-only", "joint"), ("text-only", "joint"), ("concat", "joint"),
-        ("attention-paper", "joint")}
+        ("majority", "frozen"), ("svm", "frozen"), ("image-only", "joint"), ("text-only", "joint"),
+        ("concat", "joint"), ("attention-paper", "joint")}
 
 
 @pytest.fixture(scope="module")
@@ -225,22 +234,28 @@ def test_json_rows_follow_the_schema(small_run):
     res, _ = small_run
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
-    assert [r["fusion"] for r in rows] == ["svm", "concat", "gated"]
+    assert [r["fusion"] for r in rows] == ["majority", "svm", "text-only", "image-only", "concat", "gated"]
     for r in rows:
         assert set(r) >= ROWS_KEYS
-        assert r["weights"] == "pretrained" and r["dataset"] == "emoji-sentiment" and r["mode"] == "frozen"
-        assert (r["text"], r["vision"]) == ("minilm", "efficientnet_lite0")
-        assert 0.0 <= r["auc_mean"] <= 1.0 and r["auc_std"] >= 0.0 and 0.0 <= r["f1_macro_mean"] <= 1.0
-        assert r["folds"] == 4 and r["seeds"] == [0, 1]  # 2 folds x 2 seeds
+        assert r["dataset"] == "emoji-sentiment" and r["mode"] == "frozen" and r["groups"] == "near-duplicates"
+        assert r["n_splits"] == 4 and r["seeds"] == [0, 1] and r["n_seeds"] == 2  # 2 folds x 2 seeds
+        low, high = r["accuracy_ci95"]
+        assert low < r["accuracy_mean"] < high or r["accuracy_std"] == 0
+    pairs = {r["fusion"]: (r["text"], r["vision"], r["weights"]) for r in rows}
+    assert pairs["majority"] == (None, None, "none") and pairs["text-only"] == ("minilm", None, "pretrained")
+    assert pairs["concat"] == ("minilm", "efficientnet_lite0", "pretrained")
+    majority = rows[0]
+    assert majority["auc_mean"] == 0.5 and majority["auc_std"] == 0.0  # constant class priors: AUC 0.5 exactly
 
 
 def test_store_records_carry_config_split_cost_and_versions(small_run):
     _, tmp = small_run
     records = [json.loads(line) for line in (tmp / "store" / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 12 and len({r["key"] for r in records}) == 12
+    assert len(records) == 24 and len({r["key"] for r in records}) == 24  # 6 rows x 2 folds x 2 seeds
     r = records[0]
-    assert {"config_hash", "protocol", "split", "metrics", "wall_s", "samples_per_s", "peak_rss_mb", "device",
-            "versions", "fold", "seed"} <= set(r)
+    assert {"config_hash", "protocol", "split", "metrics", "val_metrics", "wall_s", "samples_per_s", "peak_rss_mb",
+            "device", "versions", "fold", "seed", "jftzoo_version", "fingerprints", "train_config",
+            "predictions"} <= set(r)
     assert len(r["split"]["checksum"]) == 64 and r["versions"]["torch"] == torch.__version__
     gated = [x for x in records if x["fusion"] == "gated"]
     assert all(abs(sum(x["gate_weights_test_mean"]) - 1) < 1e-5 for x in gated)  # how much each modality counted
@@ -252,22 +267,24 @@ def test_heatmap_is_a_png_with_one_panel_per_head(small_run):
     with Image.open(png) as img:
         assert img.format == "PNG"
         panels = json.loads(img.text["jftzoo-panels"])
-    assert panels == [["emoji-sentiment", "svm", "frozen"], ["emoji-sentiment", "concat", "frozen"],
-                      ["emoji-sentiment", "gated", "frozen"]]
+    assert panels == [["emoji-sentiment", f, "frozen"] for f in ("svm", "text-only", "image-only", "concat", "gated")]
 
 
 def test_results_show_and_export(small_run, tmp_path):
     _, tmp = small_run
     store = str(tmp / "store")
     shown = CliRunner().invoke(cli, ["results", "show", "--results", store, "--json"])
-    assert shown.exit_code == 0 and len(json.loads(shown.stdout)) == 3
+    assert shown.exit_code == 0 and len(json.loads(shown.stdout)) == 6
     res = CliRunner().invoke(cli, ["results", "export", "--results", store, "--format", "csv", "--format", "md",
                                    "--format", "json", "--out", str(tmp_path / "x")])
     assert res.exit_code == 0, res.output
     csv_lines = (tmp_path / "x" / "results.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("dataset,text,vision,fusion,mode,weights,auc_mean") and len(csv_lines) == 4
-    assert "| minilm | efficientnet_lite0 | gated | frozen |" in (tmp_path / "x" / "results.md").read_text()
-    assert len(json.loads((tmp_path / "x" / "results.json").read_text())) == 3
+    assert csv_lines[0].startswith("dataset,text,vision,fusion,mode,weights,config_hash") and len(csv_lines) == 7
+    assert "auc_ci95_low" in csv_lines[0] and "val_accuracy_mean" in csv_lines[0]
+    md = (tmp_path / "x" / "results.md").read_text()
+    assert "| minilm | efficientnet_lite0 | gated | frozen |" in md and "macro one-vs-rest" in md
+    assert "Protocol: 2-fold, groups near-duplicates; seeds 0, 1." in md
+    assert len(json.loads((tmp_path / "x" / "results.json").read_text())) == 6
     missing = CliRunner().invoke(cli, ["results", "show", "--results", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no results store" in missing.output
 
@@ -295,17 +312,18 @@ def test_cache_info_and_clear_commands(tmp_path, monkeypatch):
 
 
 def test_tables_label_each_encoders_weights_on_its_own():
+    from jftzoo import __version__
     from jftzoo.bench.report import summarize, to_markdown
 
     def record(fold: str, auc: float) -> dict:
         return {"dataset": "d", "text": "minilm", "vision": "resnet18", "fusion": "concat", "mode": "frozen",
                 "weights": "random", "text_weights": "pretrained", "vision_weights": "random", "seed": 0,
-                "fold": fold, "wall_s": 1.0, "samples_per_s": 10.0,
-                "metrics": {"auc": auc, "accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.45}}
+                "fold": fold, "wall_s": 1.0, "samples_per_s": 10.0, "config_hash": "c0ffee", "jftzoo_version":
+                __version__, "metrics": {"auc": auc, "accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.45}}
 
     rows = summarize([record("fold0", 0.6), record("fold1", 0.8)])
-    assert rows[0]["weights"] == "random" and rows[0]["folds"] == 2 and abs(rows[0]["auc_mean"] - 0.7) < 1e-12
-    assert "| minilm | resnet18 (random) | concat | frozen | **0.700 ± 0.100** |" in to_markdown(rows)
+    assert rows[0]["weights"] == "random" and rows[0]["n_splits"] == 2 and abs(rows[0]["auc_mean"] - 0.7) < 1e-12
+    assert "| minilm | resnet18 (random) | concat | frozen | c0ffee | 2 |" in to_markdown(rows)
 
 
 def test_each_dataset_is_read_once_for_all_seeds(register_plugin, tmp_path, monkeypatch):
@@ -318,5 +336,95 @@ def test_each_dataset_is_read_once_for_all_seeds(register_plugin, tmp_path, monk
     config = BenchConfig(text=["count-t1"], vision=["count-v1"], fusion=["concat"], folds=2, epochs=1, limit=20,
                          seeds=(0, 1))
     report = run_bench(config, tmp_path / "r")
-    assert len(reads) == 1 and report.new_records == 2 * 2
+    assert len(reads) == 1 and report.new_records == (1 + BASELINE_CELLS) * 2 * 2
     assert len({r["split"]["checksum"] for r in report.records}) == 2  # each seed draws its own subsample
+
+
+# -- protocol: manifests, record identity, leakage -------------------------------------------------------------
+def test_every_record_names_its_written_manifest_and_predictions(small_run):
+    from jftzoo.bench.predictions import read_predictions
+    from jftzoo.datasets import read_split
+
+    _, tmp = small_run
+    store = tmp / "store"
+    records = [json.loads(line) for line in (store / "results.jsonl").read_text().splitlines()]
+    for r in records:
+        split = read_split(store / r["split"]["manifest"])
+        assert split.digest() == r["split"]["digest"] and split.seed == r["seed"] and split.groups == "near-duplicates"
+        preds = read_predictions(store, r)
+        assert preds.ids == sorted(split.parts[r["fold"]]) and len(preds.ids) == r["metrics"]["n"]
+        assert preds.accuracy == pytest.approx(r["metrics"]["accuracy"])
+        assert set(read_predictions(store, r, "val").ids).isdisjoint(preds.ids)
+    assert len({r["split"]["digest"] for r in records}) == 2  # one manifest per seed
+
+
+def test_two_runs_differing_in_one_train_option_give_two_rows(register_plugin, tmp_path):
+    from jftzoo.bench.report import summarize
+
+    register_plugin(CountingPlugin(), "counting-encoders")
+    base = {"text": ["count-t1"], "vision": ["count-v1"], "fusion": ["concat"], "folds": 2, "epochs": 1, "limit": 20}
+    first = run_bench(BenchConfig(**base), tmp_path / "r")
+    second = run_bench(BenchConfig(**base, train={"lr_head": 1e-2}), tmp_path / "r")
+    assert second.new_records == 6 and second.skipped_records == 2  # the trained heads changed, majority did not
+    rows = [r for r in summarize(first.records + second.records) if r["fusion"] == "concat"]
+    assert len(rows) == 2 and {r["n_splits"] for r in rows} == {2} and rows[0]["config_hash"] != rows[1]["config_hash"]
+    lr = {r["config_hash"]: r["train_config"]["lr_head"] for r in first.records + second.records
+          if r["fusion"] == "concat"}
+    assert sorted(lr.values()) == [1e-3, 1e-2]
+
+
+def test_validation_and_test_records_never_mix(register_plugin, tmp_path, monkeypatch):
+    """What fit() trains and stops on is disjoint from the fold's test records, for k-fold and ratio splits."""
+    from jftzoo.train import trainer
+
+    register_plugin(CountingPlugin(), "counting-encoders")
+    seen: list[tuple[set[str], set[str]]] = []
+    real_fit = trainer.fit
+
+    def spy(model, records, labels, config, **kwargs):
+        seen.append(({r.id for r in records}, {r.id for r in kwargs["validation"]}))
+        return real_fit(model, records, labels, config, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit", spy)
+    for name, split in (("kfold", {"folds": 2}), ("ratio", {"folds": None, "split": "6:2:2"})):
+        seen.clear()
+        report = run_bench(BenchConfig(text=["count-t1"], vision=["count-v1"], fusion=["concat"], epochs=1,
+                                       limit=30, **split), tmp_path / name)
+        trained = [r for r in report.records if r["fusion"] != "majority"]
+        assert len(seen) == len(trained) > 0
+        for (train, val), record in zip(seen, trained, strict=True):
+            test = set(json.loads((tmp_path / name / record["split"]["manifest"]).read_text())["parts"].get(
+                record["fold"], [])) if name == "kfold" else set(
+                json.loads((tmp_path / name / record["split"]["manifest"]).read_text())["parts"]["test"])
+            assert val and not (val & test) and not (train & test) and not (train & val)
+            if name == "ratio":
+                manifest = json.loads((tmp_path / name / record["split"]["manifest"]).read_text())
+                assert val == set(manifest["parts"]["val"])  # the split's own validation part, not a carve
+
+
+def test_bench_reuses_a_split_file_and_refuses_one_for_other_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
+    manifest = tmp_path / "split.json"
+    res = CliRunner().invoke(cli, ["data", "check", "--data", "emoji-sentiment", "--write-split", str(manifest),
+                                   "--split", "8:1:1", "--seed", "7"])
+    assert res.exit_code == 0, res.output
+    from jftzoo.datasets import read_split
+
+    digest = read_split(manifest).digest()
+    out = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["bench", "--fusion", "text-only", "--split-file", str(manifest), "--seeds", "0,1",
+                                   "--epochs", "1", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["split"]["digest"] for r in records} == {digest} and {r["seed"] for r in records} == {0, 1}
+    other = tmp_path / "other.json"
+    split = json.loads(manifest.read_text())
+    split.pop("digest")
+    split["checksum"] = "0" * 64
+    other.write_text(json.dumps(split))
+    res = CliRunner().invoke(cli, ["bench", "--fusion", "text-only", "--split-file", str(other), "--out",
+                                   str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "none of --data matches" in res.output
+    res = CliRunner().invoke(cli, ["bench", "--split-file", str(manifest), "--limit", "40", "--out",
+                                   str(tmp_path / "r3")])
+    assert res.exit_code == 2 and "--limit" in res.output

@@ -126,3 +126,67 @@ def test_disk_cache_serves_a_second_run_and_recovers_from_corrupt_entries(record
     info = DiskCache(tmp_path).info()
     assert [(i.encoder, i.entries) for i in info] == [("minilm", 6)] and info[0].fingerprint == first.fingerprint(text)
     assert DiskCache(tmp_path).clear() == (6, info[0].bytes) and DiskCache(tmp_path).info() == []
+
+
+def test_a_preprocessing_change_is_never_served_stale_outputs(encoders):
+    text, _ = encoders
+    long_text = "a long post " * 40  # far more than 8 word pieces
+    store = FeatureStore()
+    before = store.features(text, [long_text]).pooled
+    assert store.encoded["minilm"] == 1
+    old = text.max_length
+    text.max_length = 8
+    try:
+        after = store.features(text, [long_text]).pooled  # same encoder object, same weights
+    finally:
+        text.max_length = old
+    assert store.encoded["minilm"] == 2  # re-encoded under the new preprocessing
+    assert not torch.allclose(before, after, atol=1e-3)
+    with torch.inference_mode():
+        text.max_length = 8
+        try:
+            direct = text(text.preprocess([long_text])).pooled
+        finally:
+            text.max_length = old
+    torch.testing.assert_close(after, direct, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(store.features(text, [long_text]).pooled, before)  # the old length: the old entry
+    assert store.encoded["minilm"] == 2
+
+
+def test_the_vocabulary_is_hashed_once_per_tokenizer(encoders, monkeypatch):
+    text, _ = encoders
+    tok = text.tokenizer
+    calls = []
+    real = tok.get_vocab
+    monkeypatch.setattr(tok, "get_vocab", lambda: calls.append(1) or real())
+    text._vocab_hash = None
+    first = text.preprocess_config()
+    assert text.preprocess_config() == first and len(calls) == 1  # memoised
+    monkeypatch.setattr(text, "_tokenizer", type(tok).from_pretrained(tok.name_or_path, local_files_only=True))
+    assert text.preprocess_config()["vocab"] == first["vocab"] and len(calls) == 1  # not the spied object
+    assert text._vocab_hash[0] is text._tokenizer  # a new tokenizer object was hashed anew
+
+
+def test_the_fingerprint_names_the_preprocessing_library_versions(encoders, monkeypatch):
+    from importlib import metadata
+
+    from jftzoo.features import describe_encoder
+
+    text, _ = encoders
+    described = describe_encoder(text)
+    want = {name: metadata.version(name) for name in ("torch", "transformers", "timm", "tokenizers", "Pillow")}
+    assert described["libraries"] == want
+    fp = encoder_fingerprint(text)
+    real = metadata.version
+
+    def fake(name: str) -> str:
+        if name == "tokenizers":
+            return "0.0.1"
+        if name == "Pillow":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", fake)
+    changed = describe_encoder(text)["libraries"]
+    assert changed["tokenizers"] == "0.0.1" and changed["Pillow"] is None and changed["torch"] == want["torch"]
+    assert encoder_fingerprint(text) != fp

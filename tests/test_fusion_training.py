@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,7 +34,13 @@ def make_model(head_name: str, seed: int = 0) -> FusionModel:
     text, vision = jftzoo.get_encoder("minilm"), jftzoo.get_encoder("efficientnet_lite0")
     cfg = HeadConfig(n_classes=3, text_dim=text.embed_dim, vision_dim=vision.embed_dim,
                      text_token_dim=text.token_dim, vision_token_dim=vision.token_dim, d=64, hidden=64, dropout=0.0)
-    return FusionModel(text, vision, build_head(head_name, cfg))
+    head = build_head(head_name, cfg)
+    if head_name == "attention-paper":  # it keeps the released dropout (0.4, 0.5) whatever cfg says: zero it here
+        for m in head.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        head.encoder.self_attn.dropout = 0.0
+    return FusionModel(text, vision, head)
 
 
 def test_every_builtin_head_is_registered():
@@ -77,13 +84,77 @@ def test_gated_head_reports_modality_weights():
     assert w.shape == (4, 2) and torch.allclose(w.sum(1), torch.ones(4))
 
 
-def test_paper_attention_over_one_token_is_a_projection():
-    """With a length-1 sequence, attention weights are 1: permuting the batch changes nothing else."""
-    head = build_head("attention-paper", HeadConfig(3, 8, 8, d=8, n_heads=2, dropout=0.0)).eval()
-    x = torch.randn(5, 1, 16)
-    attn = head.encoder.self_attn
-    _, weights = attn(x, x, x, need_weights=True)
-    assert torch.allclose(weights, torch.ones_like(weights))
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_paper_attention_has_the_released_architecture(n_classes: int):
+    """DistilBERT (768) + ResNet-50 (2048) inputs: the released code's parameter count, whatever HeadConfig says."""
+    c = n_classes
+    proj = (768 * 32 + 32) + (2048 * 32 + 32)
+    layer = (3 * 64 * 64 + 3 * 64) + (64 * 64 + 64) + (64 * 2048 + 2048) + (2048 * 64 + 64) + 2 * (64 + 64)
+    classifier = (64 * 128 + 128) + (128 * c + c)
+    head = build_head("attention-paper", HeadConfig(c, 768, 2048, d=256, hidden=256, n_heads=4, dropout=0.1))
+    assert sum(p.numel() for p in head.parameters()) == proj + layer + classifier
+    assert head.encoder.self_attn.num_heads == 8 and head.encoder.dropout.p == 0.4
+    assert [m.p for m in head.classifier if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
+
+
+def test_paper_attention_is_one_token_through_the_layer():
+    """Eval mode: attention over the single 64-d token is out_proj(v_proj(x)); the rest is written out by hand."""
+    from jftzoo.encoders.base import EncoderOutput
+
+    torch.manual_seed(0)
+    head = build_head("attention-paper", HeadConfig(3, 12, 20)).eval()
+    t, v = torch.randn(5, 12), torch.randn(5, 20)
+    none = torch.zeros(5, 0, 0)
+    mask = torch.zeros(5, 0, dtype=torch.bool)
+    with torch.no_grad():
+        got = head(EncoderOutput(t, none, mask), EncoderOutput(v, none, mask))  # (5, 3)
+        lin = torch.nn.functional.linear
+        x = torch.cat([torch.relu(head.text_proj[0](t)), torch.relu(head.image_proj[0](v))], dim=-1)  # (5, 64)
+        assert x.shape == (5, 64)
+        attn = head.encoder.self_attn
+        w_v, b_v = attn.in_proj_weight[128:], attn.in_proj_bias[128:]  # q, k, v stacked: v is the last 64 rows
+        h = head.encoder.norm1(x + attn.out_proj(lin(x, w_v, b_v)))
+        h = head.encoder.norm2(h + head.encoder.linear2(torch.relu(head.encoder.linear1(h))))
+        want = head.classifier[4](torch.relu(head.classifier[1](h)))  # dropout is the identity in eval mode
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_paper_recipe_is_the_default_for_attention_paper_only():
+    from jftzoo.fusion.registry import apply_train_preset
+    from jftzoo.train.classifier import FusionClassifier
+
+    paper = FusionClassifier(fusion="attention-paper").train_config
+    assert paper.lr_encoder == paper.lr_head == 3e-5
+    assert (paper.scheduler, paper.lr_gamma, paper.warmup_ratio, paper.min_epochs) == ("exponential", 0.9, 0.0, 3)
+    mine = FusionClassifier(fusion="attention-paper", lr_head=1e-3, scheduler="linear").train_config
+    assert (mine.lr_head, mine.lr_encoder, mine.scheduler) == (1e-3, 3e-5, "linear")  # explicit options win
+    other = FusionClassifier(fusion="attention").train_config
+    assert (other.lr_encoder, other.lr_head, other.scheduler) == (2e-5, 1e-3, "linear")
+    assert apply_train_preset("concat", {"lr_head": 0.5}) == {"lr_head": 0.5}
+    assert apply_train_preset("attention-paper", {"min_epochs": 5})["min_epochs"] == 5
+    json.dumps(get_fusion_spec("attention-paper").train_preset)  # JSON-able
+
+
+def test_exponential_schedule_steps_once_per_epoch():
+    records, labels = subset()
+    lrs: list[tuple[float, float]] = []
+
+    def progress(event: dict) -> None:
+        if event["event"] == "epoch":
+            lrs.append((event["epoch"], event["lr_head"]))
+
+    cfg = TrainConfig(mode="frozen", min_epochs=3, max_epochs=3, patience=10, batch_size=4, val_fraction=0.25,
+                      lr_head=1e-3, scheduler="exponential", lr_gamma=0.9)
+    model = make_model("attention-paper")
+    fit(model, records, labels, cfg, progress=progress)  # several optimizer steps per epoch
+    assert [e for e, _ in lrs] == [1, 2, 3]
+    for e, lr in lrs:
+        assert lr == pytest.approx(1e-3 * 0.9**e, rel=1e-9)
+    with pytest.raises(jftzoo.UsageError, match="scheduler must be one of linear, exponential, got 'cosine'"):
+        TrainConfig(scheduler="cosine")
+    cfg.scheduler = "cosine"  # set after construction: fit refuses it before training
+    with pytest.raises(jftzoo.UsageError, match="linear, exponential"):
+        fit(model, records, labels, cfg)
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -117,28 +188,27 @@ def test_top_k_trains_only_the_top_groups():
 
 
 @pytest.mark.parametrize("mode", ["frozen", "joint"])  # frozen reads cached features; joint re-encodes
-def test_early_stopping_never_sees_the_test_records(mode: str):
+def test_early_stopping_reads_exactly_the_validation_records(mode: str, monkeypatch):
+    """The bench-level guarantee (validation and test never mix) is tests/test_bench.py::
+    test_validation_and_test_records_never_mix; here: fit() stops on what it is given, nothing else."""
+    from jftzoo.train import trainer
+
     records, labels = subset()
-    test_ids = {r.id for r in records[::4]}
-    train = [r for r in records if r.id not in test_ids]
-    by_text = {r.text: r.id for r in records}
-    seen: set[str] = set()
-    model = make_model("concat")
-    text_preprocess, vision_preprocess = model.text.preprocess, model.vision.preprocess
+    train, val = list(records[::2]), list(records[1::2])
+    losses_on: list[set[str]] = []
+    real = trainer._mean_loss
 
-    def spy_text(texts):
-        seen.update(by_text[t] for t in texts)
-        return text_preprocess(texts)
+    def spy(model, recs, *args, **kwargs):
+        losses_on.append({r.id for r in recs})
+        return real(model, recs, *args, **kwargs)
 
-    def spy_vision(images):
-        seen.update(str(i).rsplit("/", 1)[-1].removesuffix(".png") for i in images)
-        return vision_preprocess(images)
-
-    model.text.preprocess, model.vision.preprocess = spy_text, spy_vision  # type: ignore[method-assign]
-    cfg = TrainConfig(mode=mode, min_epochs=3, max_epochs=3, batch_size=8, val_fraction=0.25, lr_encoder=1e-5)
-    result = fit(model, train, labels, cfg)
-    assert seen and not (seen & test_ids)
-    assert set(result.val_ids) <= {r.id for r in train} and len(result.history) == 3
+    monkeypatch.setattr(trainer, "_mean_loss", spy)
+    cfg = TrainConfig(mode=mode, min_epochs=2, max_epochs=2, batch_size=8, lr_encoder=1e-5)
+    result = fit(make_model("concat"), train, labels, cfg, validation=val)
+    assert losses_on == [{r.id for r in val}] * 2 and result.val_ids == [r.id for r in val]
+    losses_on.clear()
+    carved = fit(make_model("concat"), train, labels, replace(cfg, val_fraction=0.25))  # no validation given
+    assert set(carved.val_ids) < {r.id for r in train} and losses_on == [set(carved.val_ids)] * 2
     assert carve_validation(train, 0.25, 0)[1] == carve_validation(train, 0.25, 0)[1]  # seeded
 
 
@@ -158,9 +228,14 @@ def test_training_is_deterministic_and_metrics_come_from_sklearn():
         fit(model, records, labels, cfg)
         probs.append(predict_proba(model, records))
     np.testing.assert_array_equal(probs[0], probs[1])
+    from sklearn.metrics import roc_auc_score
+
     y = [labels.index(r.label) for r in records]
     m = evaluate(y, probs[0], labels)
-    assert 0.0 <= m["auc"] <= 1.0 and m["n"] == len(records) and len(m["confusion_matrix"]) == 3
+    assert m["auc"] == roc_auc_score(y, probs[0], multi_class="ovr", average="macro")
+    assert m["accuracy"] == np.mean(probs[0].argmax(1) == np.array(y)) and m["n"] == len(records)
+    assert np.array(m["confusion_matrix"]).sum() == len(records) and np.trace(m["confusion_matrix"]) == round(
+        m["accuracy"] * len(records))
 
 
 def test_fusion_classifier_fit_predict_save_load_roundtrip(tmp_path):
@@ -185,6 +260,23 @@ def test_fusion_classifier_fit_predict_save_load_roundtrip(tmp_path):
     assert list(loaded.classes_) == list(clf.classes_)
     with pytest.raises(jftzoo.JftzooError, match="not a jftzoo model folder"):
         FusionClassifier.load(tmp_path)
+
+
+def test_a_preset_head_saves_and_loads_its_effective_training_config(tmp_path):
+    from dataclasses import asdict
+
+    from jftzoo.train.classifier import FusionClassifier
+
+    records, _ = subset()
+    clf = FusionClassifier(fusion="attention-paper", mode="frozen", min_epochs=1, max_epochs=1, batch_size=8,
+                           val_fraction=0.25)
+    clf.fit(records[::2])
+    clf.save(tmp_path / "model")
+    train = json.loads((tmp_path / "model" / "config.json").read_text())["train"]
+    assert (train["lr_head"], train["scheduler"], train["min_epochs"]) == (3e-5, "exponential", 1)  # preset + mine
+    loaded = FusionClassifier.load(tmp_path / "model")
+    assert asdict(loaded.train_config) == asdict(clf.train_config)  # the caller's min_epochs=1 beats the preset's 3
+    np.testing.assert_array_equal(loaded.predict_proba(records[:4]), clf.predict_proba(records[:4]))
 
 
 def test_train_and_predict_cli(tmp_path):
@@ -265,7 +357,10 @@ def test_cross_validation_keeps_every_fold_and_reports_mean_and_std():
     assert [f["fold"] for f in out["folds"]] == ["fold0", "fold1"]
     assert sum(f["n"] for f in out["folds"]) == len(records)
     accs = [f["accuracy"] for f in out["folds"]]
-    assert out["accuracy_mean"] == pytest.approx(np.mean(accs)) and out["accuracy_std"] == pytest.approx(np.std(accs))
+    assert out["accuracy_mean"] == pytest.approx(np.mean(accs))
+    assert out["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))  # sample sd
+    assert out["weights"] == {"text": "pretrained", "vision": "pretrained"} and out["groups"] == "near-duplicates"
+    assert out["auc_nan_folds"] == 0 and len(out["split_digest"]) == 64
     assert {"auc_mean", "auc_std", "f1_macro_mean", "f1_weighted_std"} <= set(out)
 
 

@@ -140,3 +140,40 @@ def test_offline_probe_sees_packaged_and_cached(tmp_path: Path, monkeypatch):
     snap.mkdir(parents=True)
     (snap / "model.safetensors").write_bytes(b"x")
     assert get_spec("convnext").offline_source() == "cache"
+
+
+def test_weights_missing_from_a_checkpoint_are_reported_as_random(tmp_path: Path, minilm):
+    import warnings
+
+    from safetensors.torch import save_file
+
+    from jftzoo.errors import WeightsWarning
+
+    state = {k: v.contiguous() for k, v in minilm.model.state_dict().items() if not k.startswith("encoder.layer.5.")}
+    minilm.model.config.save_pretrained(tmp_path / "partial")
+    save_file(state, tmp_path / "partial" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.warns(WeightsWarning) as record:
+        partial = jftzoo.get_encoder("minilm", weights=tmp_path / "partial")
+    assert len(record) == 1 and record[0].filename == __file__  # points at the caller, not at jftzoo
+    message = str(record[0].message)
+    assert "'minilm'" in message and "16 weight tensor(s)" in message and "random" in message
+    assert "encoder.layer.5.attention.output.LayerNorm.bias" in message and "and 11 more" in message
+    assert partial.weight_source.kind == "path"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WeightsWarning)  # the intact packaged checkpoint: nothing to report
+        jftzoo.get_encoder("minilm")
+
+
+def test_an_unused_pooler_missing_from_a_checkpoint_is_not_reported():
+    import warnings
+
+    from jftzoo.encoders.hf_text import warn_newly_initialised
+    from jftzoo.errors import WeightsWarning
+
+    info = {"missing_keys": {"pooler.dense.weight", "pooler.dense.bias"}, "mismatched_keys": set()}
+    source = weights.WeightSource("path", "somewhere")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WeightsWarning)
+        warn_newly_initialised(get_spec("minilm"), source, info)  # built with no_pooler: nothing missing
+    with pytest.warns(WeightsWarning, match="2 weight tensor"):
+        warn_newly_initialised(get_spec("distilbert"), source, info)  # no such option: reported

@@ -81,35 +81,33 @@ class _BenchProgress:
 def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
     from rich.table import Table
 
-    from jftzoo.bench.report import METRICS, best_in_columns, encoder_label, fmt_mean_std, fmt_seconds
+    from jftzoo.bench.report import TABLE_COLUMNS, best_in_columns, protocol_line, table_cells
 
     best = best_in_columns(rows)
-    table = Table(title=f"{dataset}", title_justify="left")
-    for name in ("text", "vision", "fusion", "mode"):
-        table.add_column(name)
-    for name in ("AUC", "accuracy", "macro-F1", "weighted-F1"):
-        table.add_column(name, justify="right")
-    table.add_column("folds", justify="right")
-    table.add_column("cost", justify="right")
-    for r in rows:
-        cells = []
-        for m in METRICS:
-            text = fmt_mean_std(r, m)
-            is_best = r.get(f"{m}_mean") is not None and r[f"{m}_mean"] == best.get(m)
-            cells.append(f"[bold green]{text}[/bold green]" if is_best else text)
-        fusion = r["fusion"] if r["status"] == "ok" else f"{r['fusion']} [yellow]({r['status']})[/yellow]"
-        text = encoder_label(r["text"], r.get("text_weights"))
-        vision = encoder_label(r["vision"], r.get("vision_weights"))
-        table.add_row(text, vision, fusion, r["mode"], *cells, str(r["folds"]), fmt_seconds(r["wall_s"]))
+    table = Table(title=f"{dataset} — {protocol_line(rows)}", title_justify="left")
+    for i, name in enumerate(TABLE_COLUMNS):
+        table.add_column(name, justify="right" if i >= 5 else "left")
+    for i, r in enumerate(rows):
+        cells = table_cells(r, best, i, lambda t: f"[bold green]{t}[/bold green]")
+        if r["status"] != "ok":
+            cells[2] = f"[yellow]{cells[2]}[/yellow]"
+        table.add_row(*cells)
     return table
 
 
 def _print_tables(rows: list[dict[str, Any]]) -> None:
+    from jftzoo.bench.report import NOTES
+
     out, _ = _consoles()
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         out.print(_table([r for r in rows if r["dataset"] == dataset], dataset))
+    for note in NOTES:
+        out.print(note, highlight=False)
     if any(r["weights"] == "random" for r in rows):
         out.print("(random) = built with random weights (--random-init): exercises the grid, not a result.")
+    if any(r.get("outdated") for r in rows):
+        out.print("(jftzoo X) = made by an older jftzoo version: not comparable, never picked as best.",
+                  highlight=False)
 
 
 @click.command("bench")
@@ -123,6 +121,11 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
               help="paper: the paper's Table 1 comparison (10-fold CV, AUC).")
 @click.option("--folds", type=click.IntRange(min=2), help="Stratified k-fold CV. [5; 10 under --protocol paper]")
 @click.option("--split", "split", help="A seeded train:val:test split instead of k-fold, e.g. 8:1:1.")
+@click.option("--groups", type=click.Choice(["near-duplicates", "none"]), default="near-duplicates",
+              show_default=True, help="Keep near-duplicate posts (same normalised text or image bytes) on one side "
+              "of every split; none: the literature's random splits.")
+@click.option("--split-file", "split_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Reuse a split manifest from `jftzoo data check --write-split` (matched to --data by checksum).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (split and training).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Most epochs per fit.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
@@ -139,13 +142,18 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
 @click.option("--no-cache", is_flag=True, help="Keep frozen embeddings in memory only (no $JFTZOO_CACHE_DIR).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows (no progress bars).")
 def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[str], modes: Sequence[str],
-              datas: Sequence[str], protocol: str, folds: int | None, split: str | None, seeds: str, epochs: int,
+              datas: Sequence[str], protocol: str, folds: int | None, split: str | None, groups: str,
+              split_files: Sequence[str], seeds: str, epochs: int,
               batch_size: int, top_k: int, label_policy: str | None, limit: int | None, random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
-    With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV.
-    Finished (cell, fold, seed) records are kept in --out; running again skips them.
+    With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
+    (group-aware: near-duplicate posts never cross folds). The majority and unimodal baselines are
+    always in the table. Finished (cell, fold, seed) records, their test predictions and the split
+    manifests are kept in --out; running again skips finished work.
+
+    Example: jftzoo bench --data mvsa-single:PATH --split 8:1:1 --seeds 0,1,2,3,4
     """
     from jftzoo.bench.grid import BenchConfig
     from jftzoo.bench.report import paper_methods
@@ -157,7 +165,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         vision=_split_commas(visions) or [DEFAULT_VISION], fusion=_split_commas(fusions) or list(DEFAULT_FUSIONS),
         mode=_split_commas(modes) or ["frozen"], folds=None if split else (folds or 5), split=split,
         seeds=_seeds(seeds), epochs=epochs, batch_size=batch_size, top_k=top_k, random_init=random_init,
-        device=device, limit=limit, label_policy=label_policy,
+        device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
     )
     if protocol == "paper":
         if fusions or modes:
@@ -282,8 +290,7 @@ def results_group() -> None:
     """Show or export a benchmark results store."""
 
 
-def _load_rows(results: Path) -> list[dict[str, Any]]:
-    from jftzoo.bench.report import summarize
+def _load_records(results: Path) -> list[dict[str, Any]]:
     from jftzoo.bench.store import FILENAME, ResultStore
 
     store = ResultStore(results)
@@ -293,14 +300,28 @@ def _load_rows(results: Path) -> list[dict[str, Any]]:
     records = store.records()
     if not records:
         raise JftzooError(f"{store.path} holds no finished record yet")
-    return summarize(records)
+    return records
+
+
+def _load_rows(results: Path) -> list[dict[str, Any]]:
+    from jftzoo.bench.report import summarize
+
+    return summarize(_load_records(results))
+
+
+RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_default=True,
+                              type=click.Path(file_okay=False), help="The results store folder of `jftzoo bench`.")
 
 
 @results_group.command("show")
-@click.option("--results", "results", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@RESULTS_OPTION
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON rows: {metric}_mean, {metric}_std, {metric}_ci95 [low, high], val_{metric}_..., n_splits.")
 def results_show_cmd(results: str, as_json: bool) -> None:
-    """One row per cell: mean ± std over folds and seeds."""
+    """One row per configuration: mean, sd and 95 % CI over splits (seeds x folds).
+
+    Example: jftzoo results show --results benchmarks/results/mvsa_single_frozen
+    """
     from jftzoo.bench.report import to_json
 
     rows = _load_rows(Path(results))
@@ -311,12 +332,15 @@ def results_show_cmd(results: str, as_json: bool) -> None:
 
 
 @results_group.command("export")
-@click.option("--results", "results", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False))
+@RESULTS_OPTION
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "md"]), multiple=True, default=["csv"],
               show_default=True, help="Repeatable.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
 def results_export_cmd(results: str, fmt: Sequence[str], out: str) -> None:
-    """Write results.csv / results.json / results.md (and heatmap.png) into --out."""
+    """Write results.csv / results.json / results.md (and heatmap.png) into --out.
+
+    Example: jftzoo results export --format md --format json --out report/
+    """
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import to_csv, to_json, to_markdown
 
@@ -334,6 +358,81 @@ def results_export_cmd(results: str, fmt: Sequence[str], out: str) -> None:
         written.append(str(png))
     _, err = _consoles()
     err.print("wrote " + ", ".join(written), highlight=False)
+
+
+@results_group.command("predictions")
+@RESULTS_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON list instead of one JSON object per line.")
+def results_predictions_cmd(results: str, as_json: bool) -> None:
+    """Every record's stored test predictions, so any metric can be recomputed.
+
+    One object per record: key, config_hash, dataset, seed, fold, labels (class order), ids, true
+    (true labels), probs (one row per id, in `labels` order) and the record's test accuracy.
+
+    Example: jftzoo results predictions --results jftzoo-bench | head -1
+    """
+    from jftzoo.bench.predictions import read_predictions
+
+    folder = Path(results)
+    objects = []
+    for record in _load_records(folder):
+        p = read_predictions(folder, record)
+        obj = {"key": record["key"], "config_hash": record.get("config_hash"), "dataset": record["dataset"],
+               "text": record.get("text"), "vision": record.get("vision"), "fusion": record["fusion"],
+               "mode": record["mode"], "seed": record["seed"], "fold": record["fold"], "labels": p.labels,
+               "ids": p.ids, "true": [p.labels[i] for i in p.true], "probs": [[round(float(x), 6) for x in row]
+                                                                          for row in p.probs],
+               "accuracy": record["metrics"]["accuracy"]}
+        if as_json:
+            objects.append(obj)
+        else:
+            click.echo(json.dumps(obj))
+    if as_json:
+        click.echo(json.dumps(objects, indent=1))
+
+
+@results_group.command("compare")
+@RESULTS_OPTION
+@click.option("--a", "sel_a", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row A, e.g. fusion=concat.")
+@click.option("--b", "sel_b", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row B, e.g. fusion=text-only.")
+@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "f1_weighted", "auc"]), default="accuracy",
+              show_default=True, help="auc: macro one-vs-rest ROC AUC (binary: ROC AUC).")
+@click.option("--resamples", type=click.IntRange(min=99), default=1000, show_default=True,
+              help="Bootstrap resamples and permutations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+@click.option("--json", "as_json", is_flag=True)
+def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resamples: int, seed: int,
+                        as_json: bool) -> None:
+    """Paired difference A - B on the same test records and splits: diff, 95 % CI (paired bootstrap
+    over records within splits) and p-value (paired permutation test). Rows run on different splits
+    are refused.
+
+    Example: jftzoo results compare --a fusion=concat --b fusion=text-only --metric auc
+    """
+    from jftzoo.bench.compare import paired_compare, parse_selector, select_row
+    from jftzoo.bench.report import summarize
+
+    folder = Path(results)
+    records = _load_records(folder)
+    rows = summarize(records)
+    row_a = select_row(rows, parse_selector(sel_a), "a")
+    row_b = select_row(rows, parse_selector(sel_b), "b")
+
+    def of(row: dict[str, Any]) -> list[dict[str, Any]]:
+        return [r for r in records if r.get("config_hash") == row["config_hash"]]
+
+    result = paired_compare(folder, row_a, row_b, of(row_a), of(row_b), metric, resamples, seed)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    out, _ = _consoles()
+    from jftzoo.bench.compare import describe
+
+    out.print(f"A: {describe(row_a)}\nB: {describe(row_b)}", highlight=False)
+    out.print(f"{metric}: A {result.a_mean:.4f}, B {result.b_mean:.4f}; A - B = {result.diff:+.4f}, 95 % CI "
+              f"[{result.ci95[0]:+.4f}, {result.ci95[1]:+.4f}], p = {result.p_value:.4f} "
+              f"({result.n_pairs} paired test records over {result.n_splits} split(s), {resamples} resamples)",
+              highlight=False)
 
 
 def register(cli: click.Group) -> None:

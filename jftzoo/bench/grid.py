@@ -11,14 +11,17 @@ from typing import Any
 
 from jftzoo.errors import UsageError
 
-BASELINES = ("svm", "clip")  # rows of the grid that are not fusion heads from the registry
+BASELINES = ("svm", "clip", "majority")  # rows of the grid that are not fusion heads from the registry
+UNIMODAL = ("text-only", "image-only")
 CLIP_TEXT, CLIP_VISION = "clip-text", "clip-vision"
 MODES = ("frozen", "top-k", "joint")
 DEFAULT_DATA = "emoji-sentiment"
 DEFAULT_TEXT, DEFAULT_VISION = "minilm", "efficientnet_lite0"
 # The main heads of the default run: every pooled-embedding head plus the SVM baseline. `xattn`
 # (token sequences) is left out only to keep the default run under two minutes on 2 CPU cores.
-DEFAULT_FUSIONS = ("svm", "text-only", "image-only", "concat", "attention", "gated", "late")
+# The majority and unimodal rows are added to every grid anyway (`expand`).
+DEFAULT_FUSIONS = ("majority", "svm", "text-only", "image-only", "concat", "attention", "gated", "late")
+GROUPINGS = ("near-duplicates", "none")
 
 
 @dataclass(frozen=True, order=True)
@@ -53,17 +56,24 @@ class BenchConfig:
     limit: int | None = None  # a seeded stratified subsample of each dataset, for quick runs
     label_policy: str | None = None  # MVSA label policy, passed to readers that take it
     train: dict[str, Any] = field(default_factory=dict)  # more TrainConfig fields (learning rates...)
+    groups: str = "near-duplicates"  # near-duplicate posts never cross a split; "none": the literature's random splits
+    split_files: Sequence[str] = ()  # manifests from `jftzoo data check --write-split`, matched to data by checksum
 
     def protocol(self) -> dict[str, Any]:
-        """The parts of the config every record shares (hashed into each record's key)."""
-        d = asdict(self)
-        for k in ("data", "text", "vision", "fusion", "mode", "seeds", "device"):
-            d.pop(k)
-        return d
+        """How the data is read and split, shared by every record (hashed into each record's key).
+
+        Training options (epochs, batch size, top-k, learning rates...) are not here: they enter
+        each cell's full TrainConfig, so a baseline's key does not change with a head's learning
+        rate. Split files are left out: the split's digest is in every key, which names them exactly.
+        """
+        return {"folds": self.folds, "split": self.split, "limit": self.limit, "label_policy": self.label_policy,
+                "groups": self.groups}
 
 
 def cell_for(dataset: str, text: str, vision: str, fusion: str, mode: str) -> Cell:
     """Normalise one grid point, so equal computations collapse into one cell."""
+    if fusion == "majority":
+        return Cell(dataset, None, None, "majority", "frozen")  # the most frequent training class, no encoder
     if fusion == "svm":
         return Cell(dataset, text, vision, "svm", "frozen")  # an SVM on frozen embeddings, whatever the mode
     if fusion == "clip":
@@ -109,27 +119,54 @@ def validate(config: BenchConfig) -> None:
         raise UsageError(f"--folds must be at least 2, got {config.folds}")
     if not config.seeds:
         raise UsageError("--seeds needs at least one seed")
+    if config.groups not in GROUPINGS:
+        hint = suggest(config.groups, GROUPINGS)
+        did = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise UsageError(f"Unknown --groups {config.groups!r}.{did} Choices: {', '.join(GROUPINGS)}.")
+    if config.split_files and config.limit is not None:
+        raise UsageError("--split-file names the records of a whole dataset; it cannot be combined with --limit")
 
 
 def expand(config: BenchConfig) -> list[Cell]:
-    """The product of every list, collapsed where cells compute the same thing, in a stable order."""
+    """The product of every list, collapsed where cells compute the same thing, in a stable order.
+
+    Every multimodal figure is shown beside its baselines: the majority row per dataset and the
+    text-only / image-only rows of each encoder in each mode are added when not asked for.
+    """
+    from jftzoo.fusion.registry import get_fusion_spec
+
     validate(config)
     cells: dict[Cell, None] = {}
+    for data in config.data:
+        cells.setdefault(cell_for(data, None, None, "majority", "frozen"))  # type: ignore[arg-type]
     for data, fusion, mode, text, vision in itertools.product(
         config.data, config.fusion, config.mode, config.text, config.vision
     ):
         cells.setdefault(cell_for(data, text, vision, fusion, mode))
+    for data, fusion, mode in itertools.product(config.data, config.fusion, config.mode):
+        if fusion in BASELINES or len(get_fusion_spec(fusion).modalities) < 2:
+            continue
+        mode = "frozen" if fusion == "svm" else mode
+        for text in config.text:
+            cells.setdefault(cell_for(data, text, None, "text-only", mode))  # type: ignore[arg-type]
+        for vision in config.vision:
+            cells.setdefault(cell_for(data, None, vision, "image-only", mode))  # type: ignore[arg-type]
     return list(cells)
 
 
-def record_key(cell: Cell, protocol: dict[str, Any], weights: str, split_checksum: str, fold: str, seed: int) -> str:
-    """Names one (cell, fold, seed) result: the resume key of the results store."""
-    return hashlib.sha256(json.dumps(
-        {"cell": asdict(cell), "protocol": protocol, "weights": weights, "split": split_checksum,
-         "fold": fold, "seed": seed}, sort_keys=True, default=str,
-    ).encode()).hexdigest()
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def config_hash(cell: Cell, protocol: dict[str, Any], weights: str) -> str:
-    payload = {"cell": asdict(cell), "protocol": protocol, "weights": weights}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def config_hash(cell: Cell, protocol: dict[str, Any], identity: dict[str, Any]) -> str:
+    """Names a configuration (a table row): the cell, the protocol, and `identity` (jftzoo version,
+    encoder weights/preprocessing fingerprints, the full train config). Seeds, splits and folds are
+    not in it: they are what a row's statistics run over."""
+    return _digest({"cell": asdict(cell), "protocol": protocol, "identity": identity})[:16]
+
+
+def record_key(cell: Cell, protocol: dict[str, Any], identity: dict[str, Any], split_digest: str, fold: str,
+               seed: int) -> str:
+    """Names one (configuration, split, fold, seed) result: the resume key of the results store."""
+    return _digest({"cell": asdict(cell), "protocol": protocol, "identity": identity, "split": split_digest,
+                    "fold": fold, "seed": seed})

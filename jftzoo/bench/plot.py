@@ -14,7 +14,8 @@ from jftzoo.bench.report import encoder_label
 
 def panels(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(dataset, fusion, mode) of every panel, in row order; rows without an AUC are left out."""
-    return list(dict.fromkeys((r["dataset"], r["fusion"], r["mode"]) for r in rows if r.get("auc_mean") is not None))
+    return list(dict.fromkeys((r["dataset"], r["fusion"], r["mode"]) for r in rows
+                              if r.get("auc_mean") is not None and r["fusion"] != "majority" and not r.get("outdated")))
 
 
 def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
@@ -34,7 +35,7 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     image = None
     for ax, (dataset, fusion, mode) in zip(axes.flat, keys, strict=False):
         part = [r for r in rows if (r["dataset"], r["fusion"], r["mode"]) == (dataset, fusion, mode)
-                and r.get("auc_mean") is not None]
+                and r.get("auc_mean") is not None and not r.get("outdated")]
         texts = list(dict.fromkeys(encoder_label(r["text"], r.get("text_weights")) for r in part))
         visions = list(dict.fromkeys(encoder_label(r["vision"], r.get("vision_weights")) for r in part))
         grid = np.full((len(texts), len(visions)), np.nan)

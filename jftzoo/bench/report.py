@@ -15,6 +15,13 @@ import numpy as np
 
 METRICS = ("auc", "accuracy", "f1_macro", "f1_weighted")
 ROW_KEYS = ("dataset", "text", "vision", "fusion", "mode", "weights")
+ROW_ORDER = {"majority": 0, "svm": 1, "text-only": 2, "image-only": 2}  # baselines first, then the heads
+NOTES = (
+    "AUC: macro one-vs-rest ROC AUC (binary tasks: ROC AUC of the second label). Each cell: mean ± sample sd "
+    "over n splits (seeds × folds) and a 95 % t-interval of the mean in brackets. Bold: the row with the best "
+    "VALIDATION mean of that metric (its test figure is shown; test data picks nothing). k-fold intervals are "
+    "optimistic (folds share training records); seeds of independent splits are the cleaner unit.",
+)
 
 
 def _clean(value: Any) -> Any:
@@ -24,25 +31,54 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _split_label(record: dict[str, Any]) -> str:
+    split = record.get("split", {})
+    kind = f"{split.get('folds')}-fold" if split.get("kind") == "kfold" else split.get("ratio") or split.get("kind")
+    return f"{kind}, groups {split.get('groups', 'none')}"
+
+
+def _metric_stats(row: dict[str, Any], recs: Sequence[dict[str, Any]], source: str, prefix: str) -> None:
+    from jftzoo.bench.stats import summarize_values
+
+    for m in METRICS:
+        stats = summarize_values(r[source][m] if source in r else None for r in recs)
+        row[f"{prefix}{m}_mean"] = _clean(stats.mean)
+        row[f"{prefix}{m}_std"] = _clean(stats.std)
+        row[f"{prefix}{m}_ci95"] = [_clean(x) for x in stats.ci95] if stats.ci95 else None
+        if m == "auc" and not prefix:
+            row["nan_folds"] = stats.nan  # splits whose AUC is undefined (a one-class test part), left out
+
+
 def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
               unavailable: dict[Any, str] | None = None, failed: dict[Any, str] | None = None) -> list[dict[str, Any]]:
-    """One row per (dataset, text, vision, fusion, mode, weights), in the grid's order when given."""
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    """One row per configuration (`config_hash`), in the grid's order when given.
+
+    Records of different configurations (another train option, encoder weights, jftzoo version or
+    split protocol) are never averaged together: each gets its own row, and rows made by an older
+    jftzoo are marked `outdated`.
+    """
+    from jftzoo import __version__
+
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        groups[tuple(r.get(k) for k in ROW_KEYS)].append(r)
+        groups[r.get("config_hash") or tuple(r.get(k) for k in ROW_KEYS)].append(r)
     rows = []
-    for key, recs in groups.items():
-        row: dict[str, Any] = dict(zip(ROW_KEYS, key, strict=True))
+    for chash, recs in groups.items():
+        first = recs[0]
+        row: dict[str, Any] = {k: first.get(k) for k in ROW_KEYS}
         # Per-encoder weights: a cell is `random` if either encoder is, but each name is labelled alone.
-        row["text_weights"] = recs[0].get("text_weights", row["weights"]) if row["text"] else None
-        row["vision_weights"] = recs[0].get("vision_weights", row["weights"]) if row["vision"] else None
-        for m in METRICS:
-            values = np.array([r["metrics"][m] if r["metrics"][m] is not None else np.nan for r in recs], dtype=float)
-            finite = values[np.isfinite(values)]
-            row[f"{m}_mean"] = _clean(float(finite.mean())) if finite.size else None
-            row[f"{m}_std"] = _clean(float(finite.std())) if finite.size else None
-        row["folds"] = len(recs)
+        row["text_weights"] = first.get("text_weights", row["weights"]) if row["text"] else None
+        row["vision_weights"] = first.get("vision_weights", row["weights"]) if row["vision"] else None
+        row["config_hash"] = chash if isinstance(chash, str) else None
+        row["jftzoo_version"] = first.get("jftzoo_version")
+        row["outdated"] = first.get("jftzoo_version") != __version__
+        row["groups"] = first.get("split", {}).get("groups", "none")
+        row["split"] = _split_label(first)
+        _metric_stats(row, recs, "metrics", "")
+        _metric_stats(row, recs, "val_metrics", "val_")
+        row["n_splits"] = len(recs)
         row["seeds"] = sorted({r["seed"] for r in recs})
+        row["n_seeds"] = len(row["seeds"])
         row["wall_s"] = float(sum(r.get("wall_s", 0.0) for r in recs))
         row["samples_per_s"] = _clean(float(np.mean([r["samples_per_s"] for r in recs if r.get("samples_per_s")])))\
             if any(r.get("samples_per_s") for r in recs) else None
@@ -54,22 +90,28 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
                    r["fusion"] == cell.fusion and r["mode"] == cell.mode for r in rows):
                 continue
             row = {"dataset": cell.dataset, "text": cell.text, "vision": cell.vision, "fusion": cell.fusion,
-                   "mode": cell.mode, "weights": None, **{f"{m}_{s}": None for m in METRICS for s in ("mean", "std")},
-                   "folds": 0, "seeds": [], "wall_s": 0.0, "samples_per_s": None, "status": status, "reason": why}
+                   "mode": cell.mode, "weights": None, "config_hash": None, "outdated": False,
+                   **{f"{p}{m}_{s}": None for p in ("", "val_") for m in METRICS for s in ("mean", "std", "ci95")},
+                   "n_splits": 0, "n_seeds": 0, "nan_folds": 0, "seeds": [], "wall_s": 0.0, "samples_per_s": None,
+                   "status": status, "reason": why}
             rows.append(row)
     order = {(c.dataset, c.text, c.vision, c.fusion, c.mode): i for i, c in enumerate(cells)}
-    rows.sort(key=lambda r: (order.get((r["dataset"], r["text"], r["vision"], r["fusion"], r["mode"]), len(order)),
-                             r["dataset"], str(r["text"]), str(r["vision"]), r["fusion"], r["mode"]))
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    rows.sort(key=lambda r: (datasets.index(r["dataset"]), r["outdated"], ROW_ORDER.get(r["fusion"], 3),
+                             order.get((r["dataset"], r["text"], r["vision"], r["fusion"], r["mode"]), len(order)),
+                             str(r["text"]), str(r["vision"]), r["fusion"], r["mode"], str(r.get("config_hash"))))
     return rows
 
 
-def best_in_columns(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Highest mean per metric among finished rows (for highlighting)."""
-    best = {}
+def best_in_columns(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Per metric, the index of the row with the best VALIDATION mean among current finished rows:
+    the row a reader would pick; its test figure is what gets highlighted."""
+    best: dict[str, int] = {}
     for m in METRICS:
-        values = [r[f"{m}_mean"] for r in rows if r.get(f"{m}_mean") is not None]
-        if values:
-            best[m] = max(values)
+        scored = [(r[f"val_{m}_mean"], i) for i, r in enumerate(rows)
+                  if r.get(f"val_{m}_mean") is not None and not r.get("outdated")]
+        if scored:
+            best[m] = max(scored)[1]
     return best
 
 
@@ -77,7 +119,14 @@ def fmt_mean_std(row: dict[str, Any], metric: str) -> str:
     mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
     if mean is None:
         return "—"
-    return f"{mean:.3f} ± {std:.3f}" if row.get("folds", 0) > 1 else f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+
+
+def fmt_stat(row: dict[str, Any], metric: str) -> str:
+    """mean ± sd [95 % CI], or the single value of a one-split row."""
+    text = fmt_mean_std(row, metric)
+    ci = row.get(f"{metric}_ci95")
+    return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else text
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -92,39 +141,75 @@ def encoder_label(name: str | None, weights: str | None) -> str:
     return f"{name} (random)" if weights == "random" else name
 
 
+def fusion_label(row: dict[str, Any]) -> str:
+    status = "" if row["status"] == "ok" else f" ({row['status']})"
+    old = f" (jftzoo {row.get('jftzoo_version') or '0.1.0 or older'})" if row.get("outdated") else ""
+    return f"{row['fusion']}{status}{old}"
+
+
+def splits_label(row: dict[str, Any]) -> str:
+    nan = f", {row['nan_folds']} NaN AUC" if row.get("nan_folds") else ""
+    return f"{row['n_splits']}{nan}"
+
+
+TABLE_COLUMNS = ("text", "vision", "fusion", "mode", "config", "n", "accuracy", "macro-F1", "weighted-F1", "AUC",
+                 "val accuracy", "cost")
+TABLE_METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
+
+
+def table_cells(row: dict[str, Any], best: dict[str, int], index: int, bold: Any) -> list[str]:
+    """The cells of one table row, shared by the Markdown and terminal tables."""
+    cells = [encoder_label(row["text"], row.get("text_weights")),
+             encoder_label(row["vision"], row.get("vision_weights")), fusion_label(row), row["mode"],
+             (row.get("config_hash") or "—")[:8], splits_label(row)]
+    for m in TABLE_METRICS:
+        text = fmt_stat(row, m)
+        cells.append(bold(text) if best.get(m) == index and row.get(f"{m}_mean") is not None else text)
+    cells += [fmt_mean_std(row, "val_accuracy"), fmt_seconds(row["wall_s"])]
+    return cells
+
+
+def protocol_line(rows: Sequence[dict[str, Any]]) -> str:
+    protocols = sorted({r["split"] for r in rows if r.get("split")})
+    seeds = sorted({s for r in rows for s in r.get("seeds", [])})
+    return f"Protocol: {'; '.join(protocols) or '—'}; seeds {', '.join(map(str, seeds)) or '—'}."
+
+
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """A table per dataset, best value per column in bold."""
+    """A table per dataset; bold = best validation mean per metric (test figure shown)."""
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         part = [r for r in rows if r["dataset"] == dataset]
         best = best_in_columns(part)
-        out += [f"### {dataset}", "", "| text | vision | fusion | mode | AUC | accuracy | macro-F1 | weighted-F1 | "
-                "folds | cost |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
-        for r in part:
-            cells = []
-            for m in METRICS:
-                text = fmt_mean_std(r, m)
-                cells.append(f"**{text}**" if r.get(f"{m}_mean") is not None and r[f"{m}_mean"] == best.get(m)
-                             else text)
-            status = "" if r["status"] == "ok" else f" ({r['status']})"
-            out.append(f"| {encoder_label(r['text'], r.get('text_weights'))} | "
-                       f"{encoder_label(r['vision'], r.get('vision_weights'))} | "
-                       f"{r['fusion']}{status} | {r['mode']} | {' | '.join(cells)} | {r['folds']} | "
-                       f"{fmt_seconds(r['wall_s'])} |")
+        out += [f"### {dataset}", "", protocol_line(part), "",
+                "| " + " | ".join(TABLE_COLUMNS) + " |",
+                "|---|---|---|---|---|" + "---:|" * (len(TABLE_COLUMNS) - 5)]
+        for i, r in enumerate(part):
+            out.append("| " + " | ".join(table_cells(r, best, i, lambda t: f"**{t}**")) + " |")
+        out.append("")
+        out += list(NOTES)
         if any(r["weights"] == "random" for r in part):
             out.append("\n`(random)`: built with random weights (--random-init) — exercises the grid, not a result.")
+        if any(r.get("outdated") for r in part):
+            out.append("\n`(jftzoo X)`: made by an older jftzoo version; not comparable, never picked as best.")
         out.append("")
     return "\n".join(out)
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    fields = [*ROW_KEYS, *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), "folds", "wall_s",
-              "samples_per_s", "status"]
+    fields = [*ROW_KEYS, "config_hash", "jftzoo_version", "outdated", "groups", "split", "n_splits", "n_seeds",
+              "nan_folds", *(f"{p}{m}_{s}" for p in ("", "val_") for m in METRICS
+                             for s in ("mean", "std", "ci95_low", "ci95_high")), "wall_s", "samples_per_s", "status"]
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+        flat = dict(r)
+        for p in ("", "val_"):
+            for m in METRICS:
+                ci = r.get(f"{p}{m}_ci95") or (None, None)
+                flat[f"{p}{m}_ci95_low"], flat[f"{p}{m}_ci95_high"] = ci
+        writer.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in fields})
     return buf.getvalue()
 
 
@@ -147,6 +232,7 @@ def paper_methods(text: str, vision: str) -> list[tuple[str, str, str | None, st
     t = "DistilBERT" if text == "distilbert" else text
     v = "ResNet" if vision == "resnet50" else vision
     return [
+        ("Majority class (not in the paper)", "majority", None, None, "frozen"),
         ("SVM (concatenation)", "svm", text, vision, "frozen"),
         (f"{v} only", "image-only", None, vision, "joint"),
         (f"{t} only", "text-only", text, None, "joint"),

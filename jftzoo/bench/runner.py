@@ -17,7 +17,7 @@ from typing import Any
 
 from jftzoo.bench.grid import BenchConfig, Cell, config_hash, expand, record_key
 from jftzoo.bench.store import ResultStore
-from jftzoo.errors import JftzooError, TokenizerUnavailableError, WeightsUnavailableError
+from jftzoo.errors import JftzooError, TokenizerUnavailableError, UsageError, WeightsUnavailableError
 
 Progress = Callable[[dict[str, Any]], None]
 UNAVAILABLE = (WeightsUnavailableError, TokenizerUnavailableError)
@@ -65,9 +65,39 @@ def subsample(ds: Any, limit: int | None, seed: int) -> Any:
 
 
 def make_split(ds: Any, config: BenchConfig, seed: int) -> Any:
+    from jftzoo.datasets.groups import groups_for
     from jftzoo.datasets.splits import ratio_split, stratified_kfold
 
-    return stratified_kfold(ds, config.folds, seed) if config.folds is not None else ratio_split(ds, config.split, seed)
+    groups = groups_for(ds, config.groups)
+    if config.folds is not None:
+        return stratified_kfold(ds, config.folds, seed, groups)
+    return ratio_split(ds, config.split, seed, groups)
+
+
+def split_from_files(ds: Any, splits: dict[str, Any]) -> Any:
+    """The manifest (path -> Split) made from exactly this data, matched by the dataset checksum;
+    None when none was; the matched one is removed from `splits`."""
+    checksum = ds.checksum()
+    for path, split in list(splits.items()):
+        if split.checksum == checksum:
+            del splits[path]
+            return split
+    return None
+
+
+def write_manifest(out_dir: Any, split: Any) -> tuple[str, str]:
+    """The split manifest in the results folder, content-addressed (never overwritten by another
+    split); returns (path relative to the results folder, digest)."""
+    from pathlib import Path
+
+    from jftzoo.datasets.splits import write_split
+
+    digest = split.digest()
+    relative = f"splits/{digest[:16]}.json"
+    path = Path(out_dir) / relative
+    if not path.exists():
+        write_split(split, path)
+    return relative, digest
 
 
 def folds_of(split: Any) -> list[tuple[str, list[str], list[str], list[str]]]:
@@ -79,6 +109,9 @@ def folds_of(split: Any) -> list[tuple[str, list[str], list[str], list[str]]]:
             held_out = set(test)
             out.append((name, [i for i in every if i not in held_out], [], list(test)))
         return out
+    if "train" not in split.parts or "test" not in split.parts:
+        raise UsageError(f"split of {split.dataset} has parts {', '.join(split.parts)}; the bench needs 'train' and "
+                         "'test' (and optionally 'val'), or k-fold parts")
     return [("test", list(split.parts["train"]), list(split.parts.get("val", [])), list(split.parts["test"]))]
 
 
@@ -86,8 +119,11 @@ class Encoders:
     """Each encoder built once per run (pre-trained, or random under --random-init), reused frozen
     and copied for training, so availability is decided once and labelled consistently."""
 
-    def __init__(self, config: BenchConfig) -> None:
+    def __init__(self, config: BenchConfig, features: Any = None) -> None:
+        from jftzoo.features import FeatureStore
+
         self.config = config
+        self.features = features if features is not None else FeatureStore()  # memoises fingerprints
         self.built: dict[str, Any] = {}
         self.weights: dict[str, str] = {}  # name -> "pretrained" | "random"
         self.missing: dict[str, str] = {}  # name -> why
@@ -115,6 +151,10 @@ class Encoders:
             self.built[name] = enc.to(self.config.device).eval()
         return self.built[name]
 
+    def fingerprint(self, name: str) -> str:
+        """The built encoder's fingerprint: weights, preprocessing and the library versions behind it."""
+        return self.features.fingerprint(self.get(name))
+
     def fresh(self, name: str) -> Any:
         """A private copy for a cell that trains the encoder."""
         return copy.deepcopy(self.get(name))
@@ -136,16 +176,20 @@ def run_bench(
     `cache` is a DiskCache (None: memory only)."""
     import torch
 
+    from jftzoo import __version__
+    from jftzoo.bench.predictions import write_predictions
+    from jftzoo.datasets.splits import read_split
     from jftzoo.features import FeatureStore
 
     started = time.perf_counter()
     emit = progress or (lambda event: None)
     cells = expand(config) if cells is None else cells
+    given = {str(p): read_split(p) for p in config.split_files}  # unreadable or edited manifests fail first
     store = ResultStore(out_dir).open()
     done = store.done()
     report = BenchReport(cells=cells, records=[])
     features = FeatureStore(cache=cache)
-    encoders = Encoders(config)
+    encoders = Encoders(config, features)
     protocol = config.protocol()
     env = {"device": config.device, "versions": versions(), "machine": f"{platform.machine()}, "
            f"{torch.get_num_threads()} torch threads" + (f", {torch.cuda.get_device_name()}"
@@ -155,27 +199,35 @@ def run_bench(
     for data in config.data:
         ds_cells = [c for c in cells if c.dataset == data]
         full = load_bench_dataset(data, config)  # read (and every image checked) once, whatever the seeds
+        fixed = split_from_files(full, given) if given else None
         for seed in config.seeds:
-            ds = subsample(full, config.limit, seed)
-            split = make_split(ds, config, seed)
-            plans.append((data, seed, ds, split, ds_cells))
-    total = sum(len(folds_of(split)) * len(ds_cells) for _, _, _, split, ds_cells in plans)
+            ds = full if fixed is not None else subsample(full, config.limit, seed)
+            split = fixed if fixed is not None else make_split(ds, config, seed)
+            manifest, digest = write_manifest(out_dir, split)
+            plans.append((data, seed, ds, split, manifest, digest, ds_cells))
+    if given:
+        raise UsageError(f"--split-file {', '.join(given)}: made from data none of --data matches (dataset "
+                         "checksums differ); write it again with `jftzoo data check --data ... --write-split`")
+    total = sum(len(folds_of(split)) * len(ds_cells) for _, _, _, split, _, _, ds_cells in plans)
     emit({"event": "plan", "cells": len(cells), "tasks": total})
     finished = 0
-    for data, seed, ds, split, ds_cells in plans:
+    for data, seed, ds, split, manifest, digest, ds_cells in plans:
         by_id = ds.by_id()
         tokens_needed = _tokens_needed(ds_cells)
+        labels = list(ds.labels)
         for cell in ds_cells:
             try:
                 weights = _cell_weights(cell, encoders)
+                identity = _identity(cell, config, encoders, len(labels))
             except UNAVAILABLE as exc:
                 report.unavailable[cell] = str(exc).splitlines()[0]
                 finished += len(folds_of(split))
                 emit({"event": "unavailable", "cell": cell.label(), "reason": report.unavailable[cell]})
                 continue
+            chash = config_hash(cell, protocol, identity)
             pending = []
             for fold, train_ids, val_ids, test_ids in folds_of(split):
-                key = record_key(cell, protocol, weights, split.checksum, fold, seed)
+                key = record_key(cell, protocol, identity, digest, fold, seed)
                 wanted.add(key)
                 if key in done:
                     report.skipped_records += 1
@@ -196,8 +248,8 @@ def run_bench(
                 emit({"event": "task", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
                       "tasks": total})
                 try:
-                    record = _run_one(cell, config, encoders, features, ds, by_id, train_ids, val_ids, test_ids,
-                                      seed, emit)
+                    record, test_preds, val_preds = _run_one(cell, config, encoders, features, labels, by_id,
+                                                             train_ids, val_ids, test_ids, seed, identity, emit)
                 except UNAVAILABLE as exc:
                     report.unavailable[cell] = str(exc).splitlines()[0]
                     break
@@ -205,12 +257,16 @@ def run_bench(
                     report.failed[cell] = f"{fold}, seed {seed}: {exc}"
                     emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
                     continue
+                predictions = write_predictions(store.dir, key, test_preds, val_preds)  # before the record names it
                 record.update({
-                    "key": key, "config_hash": config_hash(cell, protocol, weights), **asdict(cell),
+                    "key": key, "config_hash": chash, "jftzoo_version": __version__, **asdict(cell),
                     "weights": weights, "text_weights": encoders.weights.get(cell.text or ""),
                     "vision_weights": encoders.weights.get(cell.vision or ""), "fold": fold, "seed": seed,
+                    "fingerprints": identity["encoders"], "train_config": identity["train"],
                     "split": {"kind": split.kind, "folds": config.folds, "ratio": config.split,
-                              "checksum": split.checksum}, "n_records": len(ds.records),
+                              "groups": split.groups, "checksum": split.checksum, "digest": digest,
+                              "manifest": manifest},
+                    "predictions": predictions, "n_records": len(ds.records),
                     "protocol": protocol, **env, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 })
                 store.append(record)
@@ -245,61 +301,119 @@ def _cell_weights(cell: Cell, encoders: Encoders) -> str:
     used = [n for n in (cell.text, cell.vision) if n is not None]
     for name in used:
         encoders.get(name)
+    if not used:
+        return "none"  # the majority baseline reads no encoder
     return "random" if any(encoders.weights[n] == "random" for n in used) else "pretrained"
 
 
-def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, ds: Any, by_id: dict,
-             train_ids: list[str], val_ids: list[str], test_ids: list[str], seed: int, emit: Progress) -> dict:
+def _train_config(cell: Cell, config: BenchConfig, seed: int) -> Any:
+    """The cell's TrainConfig: the bench's options over the head's own preset (e.g. the paper's recipe
+    for attention-paper), never below one epoch."""
+    from jftzoo.fusion.registry import apply_train_preset
+    from jftzoo.train.trainer import TrainConfig
+
+    options = apply_train_preset(cell.fusion, dict(config.train))
+    options = {"mode": cell.mode, "top_k": config.top_k, "max_epochs": config.epochs,
+               "min_epochs": min(3, config.epochs), "batch_size": config.batch_size, **options, "seed": seed}
+    options["min_epochs"] = min(options["min_epochs"], options["max_epochs"])
+    return TrainConfig(**options)
+
+
+def _head_config(cell: Cell, encoders: Encoders, n_classes: int) -> Any:
+    from jftzoo.fusion.heads import HeadConfig
+
+    text = encoders.get(cell.text) if cell.text else None
+    vision = encoders.get(cell.vision) if cell.vision else None
+    return HeadConfig(n_classes=n_classes, text_dim=text.embed_dim if text else 0,
+                      vision_dim=vision.embed_dim if vision else 0, text_token_dim=text.token_dim if text else 0,
+                      vision_token_dim=vision.token_dim if vision else 0)
+
+
+def _identity(cell: Cell, config: BenchConfig, encoders: Encoders, n_classes: int) -> dict[str, Any]:
+    """What besides the cell and protocol decides a result: jftzoo's version, each encoder's
+    fingerprint (weights, preprocessing, library versions) and the full training configuration."""
+    from jftzoo import __version__
+    from jftzoo.bench.baselines import MAJORITY, SVM
+
+    used = {n: encoders.fingerprint(n) for n in (cell.text, cell.vision) if n is not None}
+    if cell.fusion == "majority":
+        train: dict[str, Any] = dict(MAJORITY)
+    elif cell.fusion == "svm":
+        train = dict(SVM)
+    else:
+        tc = asdict(_train_config(cell, config, 0))
+        tc.pop("seed")
+        train = {**tc, "head": asdict(_head_config(cell, encoders, n_classes))}
+    return {"jftzoo": __version__, "encoders": used, "train": train}
+
+
+def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, labels: list[str], by_id: dict,
+             train_ids: list[str], val_ids: list[str], test_ids: list[str], seed: int, identity: dict[str, Any],
+             emit: Progress) -> tuple[dict[str, Any], Any, Any]:
+    """Train on the training part, stop and report validation on the validation part (the split's,
+    or carved from training for k-fold), and score the test part, which nothing else reads."""
+    import numpy as np
     import torch
 
+    from jftzoo.bench.predictions import Predictions
     from jftzoo.train.metrics import evaluate
-    from jftzoo.train.trainer import TrainConfig, fit, predict_proba, seed_everything
+    from jftzoo.train.trainer import TrainConfig, carve_validation, fit, predict_proba, seed_everything
 
-    labels = list(ds.labels)
     index = {c: j for j, c in enumerate(labels)}
     train = [by_id[i] for i in train_ids]
     val = [by_id[i] for i in val_ids]
     test = [by_id[i] for i in test_ids]
+    baseline = cell.fusion in ("majority", "svm")
+    tc = TrainConfig(seed=seed) if baseline else _train_config(cell, config, seed)  # baselines: the same carve
+    if not val:
+        train, val = carve_validation(train, tc.val_fraction, seed)
     if config.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
-    if cell.fusion == "svm":
-        probs, train_s, seen = _svm(cell, encoders, features, train + val, test, index, seed)
+    if baseline:
+        t_fit = time.perf_counter()
+        val_probs, probs = _baseline(cell, encoders, features, train, [val, test], index, seed)
+        train_s = time.perf_counter() - t_fit
+        seen = len(train)
     else:
         seed_everything(seed)
         model = _build_model(cell, encoders, len(labels))
-        tc = TrainConfig(mode=cell.mode, top_k=config.top_k, max_epochs=config.epochs,
-                         min_epochs=min(3, config.epochs), batch_size=config.batch_size, seed=seed, **config.train)
         shared = features if cell.mode == "frozen" else None
 
         def forward(event: dict[str, Any]) -> None:
             if event.get("event") == "epoch":
-                emit({**event, "event": "epoch", "max_epochs": config.epochs})
+                emit({**event, "event": "epoch", "max_epochs": tc.max_epochs})
 
         t_fit = time.perf_counter()
-        result = fit(model, train, labels, tc, progress=forward, validation=val or None, features=shared)
+        result = fit(model, train, labels, tc, progress=forward, validation=val, features=shared)
         train_s = time.perf_counter() - t_fit
-        seen = (len(train) - (0 if val else len(result.val_ids))) * len(result.history)
+        seen = len(train) * len(result.history)
+        batch = max(config.batch_size, 32)
+        val_probs = predict_proba(model, val, batch, shared)
         gates: list[Any] = []
         gated = cell.fusion == "gated" and hasattr(model.head, "last_weights")
-        probs = predict_proba(model, test, max(config.batch_size, 32), shared,
+        probs = predict_proba(model, test, batch, shared,
                               on_batch=(lambda m: gates.append(m.head.last_weights.cpu())) if gated else None)
-        extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
-                 "train_config": asdict(tc)}
+        extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history}
         if gates:  # mean gate weights (text, image) over the test records: how much each modality counted
             extra["gate_weights_test_mean"] = [float(x) for x in torch.cat(gates).mean(0)]
         del model
-    metrics = evaluate([index[r.label] for r in test], probs, labels)
+    y_test, y_val = [index[r.label] for r in test], [index[r.label] for r in val]
+    metrics = evaluate(y_test, probs, labels)
+    val_metrics = evaluate(y_val, val_probs, labels)
     wall = time.perf_counter() - t0
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if config.device.startswith("cuda") else None
-    return {"metrics": metrics, "n_train": len(train), "n_val": len(val), "n_test": len(test), "wall_s": wall,
-            "train_s": train_s, "samples_per_s": seen / train_s if train_s > 0 else None,
-            "peak_rss_mb": _peak_rss_mb(), "peak_gpu_mb": peak_gpu, **extra}
+    record = {"metrics": metrics, "val_metrics": val_metrics, "n_train": len(train), "n_val": len(val),
+              "n_test": len(test), "wall_s": wall, "train_s": train_s,
+              "samples_per_s": seen / train_s if train_s > 0 else None, "peak_rss_mb": _peak_rss_mb(),
+              "peak_gpu_mb": peak_gpu, **extra}
+    test_preds = Predictions(labels, [r.id for r in test], y_test, np.asarray(probs, dtype=np.float32))
+    val_preds = Predictions(labels, [r.id for r in val], y_val, np.asarray(val_probs, dtype=np.float32))
+    return record, test_preds, val_preds
 
 
 def _build_model(cell: Cell, encoders: Encoders, n_classes: int) -> Any:
-    from jftzoo.fusion.heads import HeadConfig
     from jftzoo.fusion.registry import build_head
     from jftzoo.train.model import FusionModel
 
@@ -308,23 +422,20 @@ def _build_model(cell: Cell, encoders: Encoders, n_classes: int) -> Any:
     text = pick(cell.text) if cell.text else None
     vision = pick(cell.vision) if cell.vision else None
     head_name = "concat" if cell.fusion == "clip" else cell.fusion
-    cfg = HeadConfig(n_classes=n_classes, text_dim=text.embed_dim if text else 0,
-                     vision_dim=vision.embed_dim if vision else 0, text_token_dim=text.token_dim if text else 0,
-                     vision_token_dim=vision.token_dim if vision else 0)
     device = encoders.config.device
-    return FusionModel(text, vision, build_head(head_name, cfg).to(device))
+    return FusionModel(text, vision, build_head(head_name, _head_config(cell, encoders, n_classes)).to(device))
 
 
-def _svm(cell: Cell, encoders: Encoders, features: Any, train: list, test: list, index: dict[str, int],
-         seed: int) -> tuple[Any, float, int]:
-    """The paper's SVM baseline: scikit-learn's SVC on the concatenated frozen embeddings."""
+def _baseline(cell: Cell, encoders: Encoders, features: Any, train: list, score: list[list], index: dict[str, int],
+              seed: int) -> list[Any]:
+    """Probabilities of the majority or SVM baseline for each list of records in `score`."""
     import numpy as np
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
+    from jftzoo.bench import baselines
+
+    y_train = np.array([index[r.label] for r in train])
+    if cell.fusion == "majority":
+        return baselines.majority(y_train, len(index), score)
     text, vision = encoders.get(cell.text), encoders.get(cell.vision)
 
     def embed(records: list) -> np.ndarray:
@@ -332,18 +443,4 @@ def _svm(cell: Cell, encoders: Encoders, features: Any, train: list, test: list,
         v = features.features(vision, [r.image for r in records]).pooled
         return np.concatenate([t.numpy(), v.numpy()], axis=1)  # (N, D_t + D_v)
 
-    x_train, y_train = embed(train), np.array([index[r.label] for r in train])
-    t0 = time.perf_counter()
-    # Platt-scaled probabilities for AUC; CalibratedClassifierCV is scikit-learn's replacement for
-    # SVC(probability=True) (deprecated in 1.9), fitted on out-of-fold decisions of the training part.
-    smallest = int(np.bincount(y_train, minlength=len(index)).min()) if len(y_train) else 0
-    if smallest < 2:
-        raise JftzooError(f"the SVM's calibration needs at least 2 training records of every class; this fold has "
-                          f"{smallest} of one: use fewer folds or more records (--limit)")
-    folds = StratifiedKFold(min(3, smallest), shuffle=True, random_state=seed)
-    svc = CalibratedClassifierCV(SVC(random_state=seed), ensemble=False, cv=folds)
-    clf = make_pipeline(StandardScaler(), svc).fit(x_train, y_train)
-    train_s = time.perf_counter() - t0
-    proba = np.zeros((len(test), len(index)), dtype=np.float64)
-    proba[:, clf.classes_] = clf.predict_proba(embed(test))  # classes absent from training keep probability 0
-    return proba, train_s, len(train)
+    return baselines.svm(embed(train), y_train, len(index), [embed(part) for part in score], seed)

@@ -9,6 +9,18 @@ from pathlib import Path
 
 from jftzoo.errors import JftzooError
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, remembered while its size and mtime stay the same (a dataset's
+    checksum and its duplicate groups both need every image's digest)."""
+    st = path.stat()
+    memo = (str(path), st.st_mtime_ns, st.st_size)
+    if memo not in _DIGESTS:
+        _DIGESTS[memo] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _DIGESTS[memo]
+
 
 @dataclass(frozen=True)
 class Record:
@@ -73,7 +85,7 @@ class Dataset:
         """SHA-256 over every record (id, label, text, image bytes) in id order: names the exact data."""
         digest = hashlib.sha256()
         for r in sorted(self.records, key=lambda r: r.id):
-            image = hashlib.sha256(r.image.read_bytes()).hexdigest()
+            image = file_digest(r.image)
             text = hashlib.sha256(r.text.encode("utf-8")).hexdigest()
             digest.update(f"{r.id}\t{r.label}\t{text}\t{image}\n".encode())
         return digest.hexdigest()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from jftzoo.encoders.base import (
     groups_from_param_names,
     largest_module_list,
 )
-from jftzoo.errors import BadInputError, TokenizerUnavailableError
+from jftzoo.errors import BadInputError, TokenizerUnavailableError, WeightsWarning
 from jftzoo.registry import EncoderSpec
 
 POOLINGS = ("cls", "mean", "projection")
@@ -64,6 +65,7 @@ class HFTextEncoder(Encoder):
         self._spec = spec
         self._tokenizer_from = tokenizer_from  # (hub id or folder, local_only), tried in order
         self._tokenizer: Any = None
+        self._vocab_hash: tuple[Any, int, str] | None = None  # (tokenizer, its length, vocabulary hash)
         accepted = inspect.signature(model.forward).parameters
         self._inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted]
 
@@ -113,10 +115,19 @@ class HFTextEncoder(Encoder):
         )
         return {k: enc[k] for k in self._inputs if k in enc}
 
+    def vocab_hash(self) -> str:
+        """SHA-256 of the tokenizer's vocabulary, remembered per tokenizer object (hashing it takes ~0.1 s
+        and `preprocess_config` runs on every `FeatureStore.features` call); added tokens re-hash it."""
+        tok = self.tokenizer
+        memo = self._vocab_hash
+        if memo is None or memo[0] is not tok or memo[1] != len(tok):
+            digest = hashlib.sha256(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
+            memo = self._vocab_hash = (tok, len(tok), digest)
+        return memo[2]
+
     def preprocess_config(self) -> dict[str, Any]:
         tok = self.tokenizer
-        vocab = hashlib.sha256(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
-        return {"tokenizer": type(tok).__name__, "vocab": vocab, "max_length": self.max_length,
+        return {"tokenizer": type(tok).__name__, "vocab": self.vocab_hash(), "max_length": self.max_length,
                 "pooling": self.pooling, "normalize": self.normalize,
                 "lowercase": bool(getattr(tok, "do_lower_case", False)), "inputs": self._inputs}
 
@@ -168,17 +179,22 @@ def build(spec: EncoderSpec, pretrained: bool = True, weights: str | Path | None
     kwargs: dict[str, Any] = {"add_pooling_layer": False} if spec.options.get("no_pooler") else {}
     tokenizer_from: list[tuple[str, bool]] = []
     if pretrained:
+        reports: list[dict[str, Any]] = []  # transformers' loading info of the load that succeeded
+
+        def load(where: str, local_only: bool) -> nn.Module:
+            model, info = _quiet_load_with_info(cls, where, local_files_only=local_only, **kwargs)
+            reports.append(info)
+            return model
 
         def load_local(path: Path) -> nn.Module:
-            return _quiet_from_pretrained(cls, str(path), local_files_only=True, **kwargs)
+            return load(str(path), True)
 
         def load_hub(hub_id: str, local_only: bool) -> nn.Module:
-            return _quiet_from_pretrained(cls, hub_id, local_files_only=local_only, **kwargs)
+            return load(hub_id, local_only)
 
         model, source = wsrc.resolve(spec, weights, load_local, load_hub)
-        if source.kind in ("path", "packaged"):
-            folder = Path(weights) if source.kind == "path" else wsrc.packaged_path(spec.packaged)  # type: ignore[arg-type]
-            tokenizer_from.append((str(folder), True))
+        if reports:
+            warn_newly_initialised(spec, source, reports[-1])
     else:
         config = random_config(spec)
         model = cls.from_config(config, **kwargs) if cls.__name__ == "AutoModel" else cls(config)
@@ -190,8 +206,32 @@ def build(spec: EncoderSpec, pretrained: bool = True, weights: str | Path | None
     return HFTextEncoder(spec, model, source, tokenizer_from)
 
 
+def warn_newly_initialised(spec: EncoderSpec, source: wsrc.WeightSource, info: dict[str, Any]) -> None:
+    """Say which tensors the checkpoint lacked: transformers initialised them at random, and its own
+    notice is silenced with the rest of its logging, so a partly random encoder would pass as pre-trained."""
+    names = set(info.get("missing_keys") or ()) | {k[0] for k in info.get("mismatched_keys") or ()}
+    if spec.options.get("no_pooler"):
+        names = {n for n in names if not (n.startswith("pooler.") or ".pooler." in n)}
+    if not names:
+        return
+    shown = sorted(names)[:5]
+    more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+    warnings.warn(
+        f"encoder {spec.name!r}: {len(names)} weight tensor(s) were not in the checkpoint ({source}) and were "
+        f"newly initialised: {', '.join(shown)}{more}. Those parts of the model are random, not pre-trained.",
+        WeightsWarning,
+        stacklevel=4,  # warn_newly_initialised <- build <- get_encoder <- the caller
+    )
+
+
 def _quiet_from_pretrained(cls: Any, where: str, **kwargs: Any) -> nn.Module:
     """from_pretrained without remote code, load report or progress bar."""
+    return _quiet_load_with_info(cls, where, **kwargs)[0]
+
+
+def _quiet_load_with_info(cls: Any, where: str, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """`_quiet_from_pretrained`, plus transformers' loading info (missing_keys, ...): its logging is
+    silenced, so callers must report newly initialised weights themselves (`warn_newly_initialised`)."""
     from transformers.utils import logging
 
     previous = logging.get_verbosity()
@@ -199,7 +239,8 @@ def _quiet_from_pretrained(cls: Any, where: str, **kwargs: Any) -> nn.Module:
     logging.set_verbosity_error()
     logging.disable_progress_bar()  # library code never draws on the terminal
     try:
-        return cls.from_pretrained(where, trust_remote_code=False, **kwargs)
+        model, info = cls.from_pretrained(where, trust_remote_code=False, output_loading_info=True, **kwargs)
+        return model, info
     finally:
         logging.set_verbosity(previous)
         if not bars_were_off:

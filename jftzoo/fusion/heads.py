@@ -15,7 +15,7 @@ from jftzoo.encoders.base import EncoderOutput
 
 @dataclass
 class HeadConfig:
-    """Sizes shared by every head; the defaults follow the paper's code."""
+    """Sizes shared by every head (`attention-paper` keeps the released sizes and ignores them)."""
 
     n_classes: int
     text_dim: int  # pooled text size D_t
@@ -70,21 +70,44 @@ class ConcatHead(FusionHead):
         return self.classifier(fused)  # (B, C)
 
 
-class PaperAttentionHead(ConcatHead):
-    """Faithful to the published code: a TransformerEncoderLayer over a sequence of length 1.
+class PaperAttentionHead(FusionHead):
+    """The paper's released attention head, layer for layer, so its figures can be reproduced.
 
-    With one token, softmax attention weights are always 1, so the layer reduces to a projection
-    (value/output maps + feed-forward); kept to reproduce the paper, named so nobody mistakes it.
+    Each modality's pooled vector -> Linear(32) + ReLU; the two are concatenated into ONE 64-d token;
+    one `nn.TransformerEncoderLayer(d_model=64, nhead=8, dim_feedforward=2048, dropout=0.4)` (post-norm,
+    ReLU, as released); then Dropout(0.5) -> Linear(64, 128) -> ReLU -> Dropout(0.5) -> Linear(128, C).
+    The sizes are the released ones (class constants): HeadConfig's `d`, `hidden`, `dropout`,
+    `n_heads` and `layers` are ignored. The sequence has length 1, so the attention weights are
+    always 1 and the attention block is out_proj(v_proj(x)): nothing is attended across modalities
+    (the `attention` head is the version where attention mixes them). The released code reads
+    DistilBERT's first-token state as the text vector; that is the text encoder's pooling
+    (`distilbert` pools "cls"), not this head's business. The released training recipe (AdamW with one
+    learning rate, 3e-5, ExponentialLR(0.9) per epoch, at least 3 epochs) is this head's `train_preset`.
     """
+
+    PROJ = 32  # per-modality projection
+    D_MODEL = PROJ * 2  # the one token: [text; image]
+    N_HEADS = 8
+    FEEDFORWARD = 2048  # nn.TransformerEncoderLayer's default
+    ATTN_DROPOUT = 0.4
+    HIDDEN = 128
+    DROPOUT = 0.5
 
     def __init__(self, cfg: HeadConfig) -> None:
         super().__init__(cfg)
-        self.encoder = nn.TransformerEncoderLayer(2 * cfg.d, cfg.n_heads, 4 * cfg.d, cfg.dropout, batch_first=True)
+        self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, self.PROJ), nn.ReLU())
+        self.image_proj = nn.Sequential(nn.Linear(cfg.vision_dim, self.PROJ), nn.ReLU())
+        self.encoder = nn.TransformerEncoderLayer(self.D_MODEL, self.N_HEADS, self.FEEDFORWARD, self.ATTN_DROPOUT,
+                                                  batch_first=True)
+        self.classifier = nn.Sequential(
+            nn.Dropout(self.DROPOUT), nn.Linear(self.D_MODEL, self.HIDDEN), nn.ReLU(),
+            nn.Dropout(self.DROPOUT), nn.Linear(self.HIDDEN, cfg.n_classes),
+        )
 
     def forward(self, text, image):  # type: ignore[no-untyped-def, override]
-        fused = torch.cat([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=-1)  # (B, 2d)
-        fused = self.encoder(fused.unsqueeze(1)).squeeze(1)  # (B, 1, 2d) -> (B, 2d)
-        return self.classifier(fused)
+        token = torch.cat([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=-1)  # (B, 64)
+        fused = self.encoder(token.unsqueeze(1)).squeeze(1)  # (B, 1, 64) -> (B, 64)
+        return self.classifier(fused)  # (B, C)
 
 
 class AttentionHead(ConcatHead):

@@ -11,12 +11,16 @@ from jftzoo.registry import UnknownNameError, collect_specs, import_ref
 
 @dataclass(frozen=True)
 class FusionSpec:
+    """A registered fusion head. `train_preset` holds `TrainConfig` fields (JSON-able) that the head's
+    published recipe fixes, e.g. its learning rate and schedule; options a caller passes win over them."""
+
     name: str
     factory: str | Callable[..., Any]  # "module:Class" taking a HeadConfig
     description: str = ""
     modalities: tuple[str, ...] = ("text", "vision")
     uses_tokens: bool = False
     provider: str = field(default="", compare=False)
+    train_preset: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def resolve(self) -> Callable[..., Any]:
         return import_ref(self.factory)
@@ -47,3 +51,8 @@ def get_fusion_spec(name: str) -> FusionSpec:
 def build_head(name: str, cfg: Any) -> Any:
     """A fresh head of the named kind for the given HeadConfig."""
     return get_fusion_spec(name).resolve()(cfg)
+
+
+def apply_train_preset(fusion: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Training options for the named head: its spec's `train_preset`, overridden by `options` (explicit wins)."""
+    return {**get_fusion_spec(fusion).train_preset, **options}

@@ -51,7 +51,11 @@ def as_records(X: Any, y: Sequence[str] | None = None) -> list[Record]:
 
 
 class FusionClassifier:
-    """fit / predict / predict_proba / save / load, with `classes_`, as a scikit-learn estimator."""
+    """fit / predict / predict_proba / save / load, with `classes_`, as a scikit-learn estimator.
+
+    Training options not passed come from the head's `train_preset` (attention-paper: the paper's released
+    recipe), then from `TrainConfig`'s defaults; `train_config` and a saved config hold the effective values.
+    """
 
     def __init__(
         self,
@@ -66,17 +70,24 @@ class FusionClassifier:
         device: str = "cpu",
         **train: Any,
     ) -> None:
+        from jftzoo.fusion.registry import apply_train_preset
         from jftzoo.train.trainer import TrainConfig
 
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(train) - known)
         if unknown:
             raise UsageError(f"unknown option(s) {', '.join(unknown)}; training options are {', '.join(sorted(known))}")
+        # The head's published recipe (e.g. attention-paper's learning rate and schedule) unless overridden.
+        effective = apply_train_preset(fusion, train)
+        bad = sorted(set(effective) - known)
+        if bad:
+            raise UsageError(f"fusion head {fusion!r} presets unknown training option(s) {', '.join(bad)}")
+        effective.pop("mode", None)  # the mode is the caller's choice
         self.text, self.vision, self.fusion, self.mode = text, vision, fusion, mode
         self.pretrained, self.text_weights, self.vision_weights = pretrained, text_weights, vision_weights
         self.head_options = dict(head or {})
         self.device = device
-        self.train_config = TrainConfig(mode=mode, **train)
+        self.train_config = TrainConfig(mode=mode, **effective)
         self.model_: Any = None
         self.classes_: np.ndarray | None = None
         self.metrics_: dict[str, Any] = {}
@@ -191,7 +202,14 @@ class FusionClassifier:
         clf.classes_ = np.array(config["labels"])
         # The architecture from the registry, every weight from the saved file: no hub, no pre-trained files.
         clf.model_ = clf._build(len(clf.classes_), pretrained=False)
-        clf.model_.load_state_dict(load_file(str(path / "model.safetensors")))
+        try:
+            clf.model_.load_state_dict(load_file(str(path / "model.safetensors")))
+        except RuntimeError as exc:  # a head or encoder whose architecture changed since the model was saved
+            saved = config.get("versions", {}).get("jftzoo", "an unknown version")
+            raise JftzooError(f"{path / 'model.safetensors'} does not fit the {config['fusion']} + "
+                              f"{config['text']['name']} + {config['vision']['name']} architecture of this jftzoo "
+                              f"(the model was saved by jftzoo {saved}): {str(exc).splitlines()[0]} Retrain it, "
+                              "or load it with the jftzoo version that saved it.") from exc
         from jftzoo.weights import WeightSource
 
         for enc, key in ((clf.model_.text, "text"), (clf.model_.vision, "vision")):

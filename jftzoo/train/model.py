@@ -46,7 +46,12 @@ class FusionModel(nn.Module):
         return self.head(text, image)  # (B, C) logits
 
     def set_mode(self, mode: str, top_k: int | tuple[int, int] = 2) -> None:
-        """frozen: only the head trains; top-k: the top k layer groups of each encoder too; joint: all."""
+        """frozen: only the head trains; top-k: the top k layer groups of each encoder too; joint: all.
+
+        Every module of a frozen part is kept in eval mode while the model trains, parameter-free ones
+        included (Dropout, attention that reads `self.training` for its sdpa dropout, DropPath), so
+        the frozen prefix computes the same output every step and only the trained top is stochastic.
+        """
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         k_text, k_vision = (top_k, top_k) if isinstance(top_k, int) else top_k
@@ -56,14 +61,14 @@ class FusionModel(nn.Module):
                 continue
             groups = encoder.layer_groups()
             trainable = {"frozen": 0, "top-k": min(k, len(groups)), "joint": len(groups)}[mode]
-            if trainable == 0:
-                self._frozen.append(encoder)
             for i, group in enumerate(groups):
                 train_it = i >= len(groups) - trainable
                 for module in group:
                     module.requires_grad_(train_it)
-                    if not train_it:
-                        self._frozen.append(module)
+            if trainable == 0:
+                self._frozen.append(encoder)
+            elif mode == "top-k":
+                self._frozen.extend(frozen_modules(encoder))
         self.head.requires_grad_(True)
         self.train(self.training)
 
@@ -76,3 +81,26 @@ class FusionModel(nn.Module):
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for enc in (self.text, self.vision) if enc is not None for p in enc.parameters() if p.requires_grad]
+
+
+def frozen_modules(root: nn.Module) -> list[nn.Module]:
+    """The topmost modules under `root` whose parameters are all frozen, for eval mode while training.
+
+    A module owning parameters (recursively) trains iff any of them requires grad; a parameter-free
+    module (Dropout, an activation, DropPath) follows its nearest parameter-owning ancestor. A frozen
+    module's descendants are all frozen too, so returning only the topmost ones covers them (eval()
+    recurses).
+    """
+    out: list[nn.Module] = []
+
+    def visit(module: nn.Module, parent_trains: bool) -> None:
+        params = list(module.parameters())
+        trains = any(p.requires_grad for p in params) if params else parent_trains
+        if not trains:
+            out.append(module)
+            return
+        for child in module.children():
+            visit(child, trains)
+
+    visit(root, True)
+    return out

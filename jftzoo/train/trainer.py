@@ -19,11 +19,12 @@ import torch.nn.functional as F
 
 from jftzoo.datasets.records import Record
 from jftzoo.encoders.base import EncoderOutput
-from jftzoo.errors import JftzooError
+from jftzoo.errors import JftzooError, UsageError
 from jftzoo.features import FeatureStore
 from jftzoo.train.model import FusionModel
 
 ProgressCallback = Callable[[dict[str, Any]], None]  # events: {"event": "step"|"epoch", ...}
+SCHEDULERS = ("linear", "exponential")
 
 
 class TrainingDivergedError(JftzooError):
@@ -42,10 +43,32 @@ class TrainConfig:
     lr_encoder: float = 2e-5
     lr_head: float = 1e-3
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1  # linear warm-up over this share of steps, then linear decay
+    scheduler: str = "linear"  # linear: warm-up then decay per optimizer step; exponential: x lr_gamma per epoch
+    lr_gamma: float = 0.9  # exponential: the learning rates' factor after each epoch
+    warmup_ratio: float = 0.1  # linear only: linear warm-up over this share of steps, then linear decay
     grad_clip: float = 1.0
     val_fraction: float = 0.1  # of the training records, stratified, for early stopping
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_scheduler(self.scheduler)
+
+
+def check_scheduler(name: str) -> None:
+    """Fail on an unknown schedule before any model is built or trained."""
+    if name not in SCHEDULERS:
+        raise UsageError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> tuple[Any, bool]:
+    """The learning-rate schedule and whether it steps per epoch (True) or per optimizer step (False)."""
+    check_scheduler(config.scheduler)
+    if config.scheduler == "exponential":  # the paper's released recipe for its attention head
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma), True
+    from transformers import get_linear_schedule_with_warmup
+
+    total = steps_per_epoch * config.max_epochs
+    return get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total), False
 
 
 @dataclass
@@ -173,8 +196,7 @@ def fit(
     `FeatureStore` unless one is shared, e.g. across the heads of a benchmark) and each step runs
     the head alone; the result is the same as re-encoding every epoch, only faster.
     """
-    from transformers import get_linear_schedule_with_warmup
-
+    check_scheduler(config.scheduler)
     seed_everything(config.seed)
     index = {label: i for i, label in enumerate(labels)}
     if validation:
@@ -188,8 +210,7 @@ def fit(
         groups.append({"params": encoder_params, "lr": config.lr_encoder})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / config.grad_accum)
-    total = steps_per_epoch * config.max_epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    scheduler, per_epoch = make_scheduler(optimizer, config, steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
     device = next(model.parameters()).device
     frozen: FrozenInputs | None = None
@@ -238,15 +259,19 @@ def fit(
             if (step + 1) % config.grad_accum == 0 or step + 1 == len(batches):
                 torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
                 optimizer.step()
-                scheduler.step()
+                if not per_epoch:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             if progress:
                 progress({"event": "step", "epoch": epoch + 1, "step": step + 1, "steps": len(batches),
                           "loss": float(loss.detach())})
+        if per_epoch:
+            scheduler.step()
         val_loss = _mean_loss(model, val, index, config.batch_size, features)
         result.history.append({"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss})
-        if progress:
-            progress({"event": "epoch", **result.history[-1]})
+        if progress:  # the learning rates the next epoch will use
+            lrs = {f"lr_{n}": g["lr"] for n, g in zip(("head", "encoder"), optimizer.param_groups, strict=False)}
+            progress({"event": "epoch", **result.history[-1], **lrs})
         if val_loss < result.best_val_loss:
             result.best_val_loss, result.best_epoch, stale = val_loss, epoch + 1, 0
             best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}

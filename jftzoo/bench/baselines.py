@@ -1,0 +1,54 @@
+"""Classical baselines of every table: the majority class and the paper's SVM on frozen embeddings.
+
+Each returns class probabilities for the records to score, with columns in the dataset's label
+order; a class absent from the training part gets probability 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jftzoo.errors import JftzooError
+
+MAJORITY = {"baseline": "majority", "strategy": "prior"}
+SVM = {"baseline": "svm", "model": "SVC(rbf)", "scaler": "standard", "calibration": "sigmoid, 3-fold"}
+
+
+def _into_columns(proba: Any, classes: Any, n: int, n_classes: int) -> Any:
+    import numpy as np
+
+    out = np.zeros((n, n_classes), dtype=np.float64)
+    out[:, classes] = proba
+    return out
+
+
+def majority(y_train: Sequence[int], n_classes: int, score: Sequence[Sequence[Any]]) -> list[Any]:
+    """scikit-learn's DummyClassifier(strategy="prior"): predicts the most frequent training class,
+    with the training class frequencies as probabilities (so its AUC is 0.5 by construction)."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    clf = DummyClassifier(strategy="prior").fit(np.zeros((len(y_train), 1)), np.asarray(y_train))
+    return [_into_columns(clf.predict_proba(np.zeros((len(part), 1))), clf.classes_, len(part), n_classes)
+            for part in score]
+
+
+def svm(x_train: Any, y_train: Any, n_classes: int, score: Sequence[Any], seed: int) -> list[Any]:
+    """The paper's SVM baseline: scikit-learn's SVC on standardised concatenated frozen embeddings,
+    Platt-scaled (CalibratedClassifierCV, scikit-learn's replacement for SVC(probability=True))."""
+    import numpy as np
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    smallest = int(np.bincount(y_train, minlength=n_classes).min()) if len(y_train) else 0
+    if smallest < 2:
+        raise JftzooError(f"the SVM's calibration needs at least 2 training records of every class; this fold has "
+                          f"{smallest} of one: use fewer folds or more records (--limit)")
+    folds = StratifiedKFold(min(3, smallest), shuffle=True, random_state=seed)
+    calibrated = CalibratedClassifierCV(SVC(random_state=seed), ensemble=False, cv=folds)
+    clf = make_pipeline(StandardScaler(), calibrated).fit(x_train, y_train)
+    return [_into_columns(clf.predict_proba(x), clf.classes_, len(x), n_classes) for x in score]

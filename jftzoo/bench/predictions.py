@@ -1,0 +1,91 @@
+"""Per-record test (and validation) predictions, one compact file per record beside results.jsonl.
+
+Keeping every test probability lets any metric be recomputed later and makes paired comparisons
+on the same records possible (`jftzoo results compare`). Files are NumPy `.npz` (no pickles: ids
+are stored as fixed-width unicode), written to a temporary name, fsync'd and renamed, before the
+record that names them is appended, so a record never points at a missing or partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jftzoo.errors import JftzooError
+
+FOLDER = "predictions"
+
+
+@dataclass
+class Predictions:
+    labels: list[str]  # class order of `probs` columns
+    ids: list[str]
+    true: list[int]  # index into `labels`
+    probs: Any  # (N, C) float32
+
+    @property
+    def accuracy(self) -> float:
+        import numpy as np
+
+        return float(np.mean(self.probs.argmax(1) == np.asarray(self.true))) if self.ids else float("nan")
+
+
+def write_predictions(results_dir: Path, key: str, test: Predictions, val: Predictions | None = None) -> dict[str, str]:
+    """Write `predictions/<key>.npz`; returns {"file": relative path, "sha256": digest} for the record."""
+    import io
+
+    import numpy as np
+
+    arrays: dict[str, Any] = {"labels": np.array(test.labels, dtype=str), "ids": np.array(test.ids, dtype=str),
+                              "true": np.asarray(test.true, dtype=np.int16),
+                              "probs": np.asarray(test.probs, dtype=np.float32)}
+    if val is not None:
+        arrays.update({"val_ids": np.array(val.ids, dtype=str), "val_true": np.asarray(val.true, dtype=np.int16),
+                       "val_probs": np.asarray(val.probs, dtype=np.float32)})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    data = buf.getvalue()
+    folder = Path(results_dir) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.npz"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"file": f"{FOLDER}/{path.name}", "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_predictions(results_dir: Path, record: dict[str, Any], part: str = "test") -> Predictions:
+    """The record's stored predictions (`part` 'test' or 'val'), checked against the record's digest."""
+    import io
+
+    import numpy as np
+
+    meta = record.get("predictions")
+    if not meta:
+        raise JftzooError(f"record {str(record.get('key'))[:12]} has no stored predictions (made by jftzoo "
+                          f"{record.get('jftzoo_version', '0.1.0 or older')}); re-run its cell with `jftzoo bench`")
+    path = Path(results_dir) / meta["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JftzooError(f"predictions file {path} of record {record['key'][:12]} cannot be read: {exc}") from exc
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise JftzooError(f"predictions file {path} does not match the digest its record stored: it was changed or "
+                          "damaged; delete that record's line from results.jsonl and re-run `jftzoo bench`")
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        prefix = "" if part == "test" else "val_"
+        if f"{prefix}ids" not in z:
+            raise JftzooError(f"{path} holds no {part} predictions")
+        return Predictions([str(x) for x in z["labels"]], [str(x) for x in z[f"{prefix}ids"]],
+                           [int(x) for x in z[f"{prefix}true"]], z[f"{prefix}probs"])
