@@ -177,3 +177,17 @@ def test_an_unused_pooler_missing_from_a_checkpoint_is_not_reported():
         warn_newly_initialised(get_spec("minilm"), source, info)  # built with no_pooler: nothing missing
     with pytest.warns(WeightsWarning, match="2 weight tensor"):
         warn_newly_initialised(get_spec("distilbert"), source, info)  # no such option: reported
+
+
+def test_a_weights_folder_brings_its_own_tokenizer(tmp_path: Path, minilm):
+    """weights=PATH: the tokenizer saved with those weights is used, not the registry's default one."""
+    minilm.model.save_pretrained(tmp_path / "mine")
+    tokenizer = minilm.tokenizer
+    tokenizer.add_tokens(["zzqqtoken"])
+    tokenizer.save_pretrained(tmp_path / "mine")
+    try:
+        mine = jftzoo.get_encoder("minilm", weights=tmp_path / "mine")
+        assert "zzqqtoken" in mine.tokenizer.get_vocab()
+        assert mine.preprocess_config()["vocab"] != jftzoo.get_encoder("minilm").preprocess_config()["vocab"]
+    finally:
+        minilm._tokenizer = None  # the fixture's encoder reloads its own tokenizer

@@ -195,6 +195,9 @@ def build(spec: EncoderSpec, pretrained: bool = True, weights: str | Path | None
         model, source = wsrc.resolve(spec, weights, load_local, load_hub)
         if reports:
             warn_newly_initialised(spec, source, reports[-1])
+        if source.kind in ("path", "packaged"):  # the tokenizer that came with these weights comes first
+            folder = Path(weights) if source.kind == "path" else wsrc.packaged_path(spec.packaged)  # type: ignore[arg-type]
+            tokenizer_from.append((str(folder), True))
     else:
         config = random_config(spec)
         model = cls.from_config(config, **kwargs) if cls.__name__ == "AutoModel" else cls(config)
