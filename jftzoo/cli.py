@@ -377,13 +377,16 @@ class _TrainProgress:
                                  disable=not (enabled and sys.stderr.isatty()))
         self.epochs = self.progress.add_task("epochs", total=max_epochs)
         self.steps = self.progress.add_task("steps", total=None)
+        self.enabled = enabled
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event["event"] == "step":
             self.progress.update(self.steps, completed=event["step"], total=event["steps"],
                                  description=f"epoch {event['epoch']} loss {event['loss']:.3f}")
-        else:
+        elif event["event"] == "epoch":
             self.progress.update(self.epochs, completed=event["epoch"])
+        elif event["event"] == "note" and self.enabled:  # e.g. top-k taking the uncached path, and why
+            _stderr().print(f"note: {event['message']}", highlight=False)
 
 
 @cli.command("train")
@@ -409,6 +412,13 @@ class _TrainProgress:
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Dropout in the fusion head.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Preprocessing worker processes for trained encoders (0: in-process). [from the core count]")
+@click.option("--no-prefix-cache", is_flag=True,
+              help="top-k: run the frozen lower layers every step instead of once per record.")
+@click.option("--prefix-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage of the cached top-k prefix outputs.")
+@click.option("--no-bucketing", is_flag=True, help="Random text batches instead of length-bucketed ones.")
 @click.option("--random-init", is_flag=True, help="Random encoder weights (plumbing tests; labelled random).")
 @click.option("--text-weights", type=click.Path(), help="Local weights for the text encoder.")
 @click.option("--vision-weights", type=click.Path(), help="Local weights for the vision encoder.")
@@ -418,7 +428,8 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
               on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int | None, batch_size: int,
               lr_encoder: float | None, lr_head: float | None, seed: int, random_init: bool,
               text_weights: str | None, vision_weights: str | None, device: str, as_json: bool,
-              folds: int | None, dropout: float, groups: str) -> None:
+              folds: int | None, dropout: float, groups: str, workers: int | None, no_prefix_cache: bool,
+              prefix_dtype: str, no_bucketing: bool) -> None:
     """Fine-tune TEXT + VISION with a fusion head on a seeded split; evaluate on its test part; save to OUT.
 
     Example: jftzoo train --fusion concat --mode frozen --data emoji-sentiment --out runs/demo
@@ -437,6 +448,9 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     from jftzoo.fusion.registry import apply_train_preset
 
     given["min_epochs"] = min(min_epochs or apply_train_preset(fusion, {}).get("min_epochs", 3), epochs)
+    from jftzoo.bench.commands import _speed_options
+
+    given.update(_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing))
 
     def make() -> FusionClassifier:
         return FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,

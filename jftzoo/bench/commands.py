@@ -49,6 +49,7 @@ class _BenchProgress:
         self.epochs = self.progress.add_task("epochs", total=None, visible=False)
         self.console = err
         self.enabled = enabled
+        self.notes: set[str] = set()  # each note once per run
 
     def __enter__(self) -> _BenchProgress:
         self.progress.start()
@@ -73,6 +74,9 @@ class _BenchProgress:
                                  description=f"epoch {event['epoch']} val loss {event['val_loss']:.3f}")
         elif kind == "record":
             self.progress.update(self.tasks, completed=event["done"])
+        elif kind == "note" and self.enabled and event["message"] not in self.notes:
+            self.notes.add(event["message"])
+            self.console.print(f"note: {event['message']}", highlight=False)
         elif kind in ("unavailable", "failed") and self.enabled:
             self.console.print(f"[yellow]Warning:[/yellow] {event['cell']}: {kind}: {event['reason']}",
                                markup=True, highlight=False)
@@ -110,6 +114,18 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
                   highlight=False)
 
 
+def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool) -> dict:
+    """TrainConfig fields of the speed options that differ from their defaults (docs/speed.md)."""
+    options: dict[str, Any] = {} if workers is None else {"workers": workers}
+    if no_prefix_cache:
+        options["prefix_cache"] = False
+    if prefix_dtype != "float32":
+        options["prefix_dtype"] = prefix_dtype
+    if no_bucketing:
+        options["bucketing"] = False
+    return options
+
+
 @click.command("bench")
 @click.option("--text", "texts", multiple=True, help=f"Text encoder(s); repeat or comma-separate. [{DEFAULT_TEXT}]")
 @click.option("--vision", "visions", multiple=True, help=f"Vision encoder(s). [{DEFAULT_VISION}]")
@@ -134,6 +150,13 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
 @click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]),
               help="MVSA label policy (readers that take one).")
 @click.option("--limit", type=click.IntRange(min=2), help="A seeded stratified subsample of N records per dataset.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Preprocessing worker processes for trained encoders (0: in-process). [from the core count]")
+@click.option("--no-prefix-cache", is_flag=True,
+              help="top-k: run the frozen lower layers every step instead of once per record.")
+@click.option("--prefix-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage of the cached top-k prefix outputs.")
+@click.option("--no-bucketing", is_flag=True, help="Random text batches instead of length-bucketed ones.")
 @click.option("--random-init", is_flag=True,
               help="Build encoders whose weights are unavailable with random weights (labelled random).")
 @click.option("--device", default="cpu", show_default=True)
@@ -144,7 +167,8 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
 def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[str], modes: Sequence[str],
               datas: Sequence[str], protocol: str, folds: int | None, split: str | None, groups: str,
               split_files: Sequence[str], seeds: str, epochs: int,
-              batch_size: int, top_k: int, label_policy: str | None, limit: int | None, random_init: bool,
+              batch_size: int, top_k: int, label_policy: str | None, limit: int | None, workers: int | None,
+              no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
@@ -166,6 +190,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         mode=_split_commas(modes) or ["frozen"], folds=None if split else (folds or 5), split=split,
         seeds=_seeds(seeds), epochs=epochs, batch_size=batch_size, top_k=top_k, random_init=random_init,
         device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
+        train=_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing),
     )
     if protocol == "paper":
         if fusions or modes:

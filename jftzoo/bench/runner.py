@@ -188,7 +188,10 @@ def run_bench(
     store = ResultStore(out_dir).open()
     done = store.done()
     report = BenchReport(cells=cells, records=[])
+    from jftzoo.train.prefix import PrefixStore
+
     features = FeatureStore(cache=cache)
+    prefixes = PrefixStore(config.train.get("prefix_dtype", "float32"))  # top-k cells on one encoder share it
     encoders = Encoders(config, features)
     protocol = config.protocol()
     env = {"device": config.device, "versions": versions(), "machine": f"{platform.machine()}, "
@@ -249,7 +252,8 @@ def run_bench(
                       "tasks": total})
                 try:
                     record, test_preds, val_preds = _run_one(cell, config, encoders, features, labels, by_id,
-                                                             train_ids, val_ids, test_ids, seed, identity, emit)
+                                                             train_ids, val_ids, test_ids, seed, identity, emit,
+                                                             prefixes)
                 except UNAVAILABLE as exc:
                     report.unavailable[cell] = str(exc).splitlines()[0]
                     break
@@ -341,15 +345,16 @@ def _identity(cell: Cell, config: BenchConfig, encoders: Encoders, n_classes: in
     elif cell.fusion == "svm":
         train = dict(SVM)
     else:
-        tc = asdict(_train_config(cell, config, 0))
-        tc.pop("seed")
+        from jftzoo.train.trainer import config_identity
+
+        tc = config_identity(_train_config(cell, config, 0))
         train = {**tc, "head": asdict(_head_config(cell, encoders, n_classes))}
     return {"jftzoo": __version__, "encoders": used, "train": train}
 
 
 def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, labels: list[str], by_id: dict,
              train_ids: list[str], val_ids: list[str], test_ids: list[str], seed: int, identity: dict[str, Any],
-             emit: Progress) -> tuple[dict[str, Any], Any, Any]:
+             emit: Progress, prefixes: Any = None) -> tuple[dict[str, Any], Any, Any]:
     """Train on the training part, stop and report validation on the validation part (the split's,
     or carved from training for k-fold), and score the test part, which nothing else reads."""
     import numpy as np
@@ -384,9 +389,12 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
         def forward(event: dict[str, Any]) -> None:
             if event.get("event") == "epoch":
                 emit({**event, "event": "epoch", "max_epochs": tc.max_epochs})
+            elif event.get("event") == "note":
+                emit({**event, "cell": cell.label()})
 
         t_fit = time.perf_counter()
-        result = fit(model, train, labels, tc, progress=forward, validation=val, features=shared)
+        result = fit(model, train, labels, tc, progress=forward, validation=val, features=shared,
+                     prefix_store=prefixes)
         train_s = time.perf_counter() - t_fit
         seen = len(train) * len(result.history)
         batch = max(config.batch_size, 32)

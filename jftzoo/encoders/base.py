@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,15 @@ class EncoderOutput:
 class Encoder(nn.Module):
     """A pre-trained unimodal encoder with a uniform face for fusion heads and trainers.
 
-    Subclasses implement `preprocess`, `forward` and `layer_groups`; `embed` is shared.
+    Subclasses implement `preprocess`, `forward` and `layer_groups`; `embed` is shared. Those that
+    can split their forward at a layer-group boundary also implement `supports_prefix`,
+    `prefix_forward` and `top_forward`, so top-k training can cache the frozen prefix's outputs.
     """
 
     modality: str = ""
     embed_dim: int = 0  # D, size of `pooled`
     token_dim: int = 0  # Dt, size of each token in `tokens`
+    memory_format: str = "contiguous"  # layout of 4-D weights and inputs: "contiguous" or "channels_last"
 
     def __init__(self, name: str, weights: WeightSource = RANDOM) -> None:
         super().__init__()
@@ -67,6 +71,59 @@ class Encoder(nn.Module):
     def layer_groups(self) -> list[list[nn.Module]]:
         """Parameter-owning modules grouped bottom to top, so a trainer can unfreeze the top k groups."""
         raise NotImplementedError
+
+    # -- prefix / top split (top-k training with a cached frozen prefix) ---------------------------
+    def supports_prefix(self) -> bool:
+        """Whether `prefix_forward`/`top_forward` are implemented; callers fall back to `forward` if not."""
+        return False
+
+    def prefix_forward(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        """Everything below the top `k` layer groups, as in eval mode and without gradients.
+
+        Returns tensors with the batch dimension first. When there is a padding mask it is under
+        "mask" (B, N) bool, and every other tensor whose first two dims are (B, N) is per-token: a
+        caller may strip padded positions per item and re-pad with zeros, since `top_forward` never
+        reads padded positions into real ones. `k` is clamped to the number of groups, as `set_mode` does.
+        """
+        raise NotImplementedError(f"encoder {self.name!r} cannot split its forward into prefix and top")
+
+    def top_forward(self, prefix: dict[str, torch.Tensor], k: int) -> EncoderOutput:
+        """The top `k` layer groups and pooling on `prefix_forward(batch, k)`: what `forward(batch)` gives,
+        differentiable, in the module's current mode (dropout in a training top acts)."""
+        raise NotImplementedError(f"encoder {self.name!r} cannot split its forward into prefix and top")
+
+    def set_memory_format(self, fmt: str) -> None:
+        """Layout of weights and inputs ("contiguous" or "channels_last"); same outputs, different speed."""
+        if fmt != "contiguous":
+            raise ValueError(f"encoder {self.name!r} only runs in the 'contiguous' memory format, not {fmt!r}")
+
+    def prefix_steps(self, step_params: Sequence[Sequence[nn.Parameter]], k: int) -> int:
+        """How many leading steps of a forward chain use no parameter of the top `k` layer groups.
+
+        `step_params` lists the parameters each step of the chain uses, bottom to top. The answer for
+        each k is remembered: layer groups are fixed for a built encoder and `top_forward` runs per step.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an int >= 1 (the number of top layer groups), got {k!r}")
+        memo: dict[int, int] = self.__dict__.setdefault("_prefix_steps_memo", {})
+        if k not in memo:
+            groups = self.layer_groups()
+            top = {id(p) for g in groups[len(groups) - min(k, len(groups)) :] for m in g for p in m.parameters()}
+            memo[k] = next(
+                (i for i, params in enumerate(step_params) if any(id(p) in top for p in params)), len(step_params)
+            )
+        return memo[k]
+
+    @contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Every submodule in eval mode for the block, then each one's own mode back (top-k mixes them)."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
 
     def sort_key(self, item: Any) -> int:
         """Length proxy used by `embed` to batch similar items together (longest first)."""

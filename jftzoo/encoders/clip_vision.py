@@ -48,6 +48,50 @@ class CLIPVisionEncoder(Encoder):
         names = block_param_groups(self.model, "vision_model.encoder.layers")
         return groups_from_param_names(self.model, names)
 
+    # -- prefix / top split: [embeddings + pre-norm, layer 0, ..., layer L-1], then post-norm + projection --
+    def supports_prefix(self) -> bool:
+        from transformers import CLIPVisionModelWithProjection
+
+        return type(self.model) is CLIPVisionModelWithProjection and _transformers_major() >= 5
+
+    def _steps(self, k: int) -> int:
+        if not self.supports_prefix():
+            raise NotImplementedError(f"encoder {self.name!r}: {type(self.model).__name__} has no prefix/top split")
+        vm = self.model.vision_model
+        stem = [*vm.embeddings.parameters(), *vm.pre_layrnorm.parameters()]
+        return self.prefix_steps([stem, *(list(b.parameters()) for b in vm.encoder.layers)], k)
+
+    def prefix_forward(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        """{"hidden": (B, 1 + patches, Dt) states below the top k groups} (the pixels, under
+        "pixel_values", when the embeddings train). No mask: every image has the same positions."""
+        steps = self._steps(k)
+        if steps == 0:
+            return {"pixel_values": batch["pixel_values"]}
+        vm = self.model.vision_model
+        with self.eval_mode(), torch.no_grad():
+            hidden = vm.pre_layrnorm(vm.embeddings(batch["pixel_values"]))  # (B, N, Dt)
+            for layer in vm.encoder.layers[: steps - 1]:
+                hidden = layer(hidden, None)  # (B, N, Dt)
+        return {"hidden": hidden}
+
+    def top_forward(self, prefix: dict[str, torch.Tensor], k: int) -> EncoderOutput:
+        steps = self._steps(k)
+        vm = self.model.vision_model
+        raw = steps == 0
+        hidden = vm.pre_layrnorm(vm.embeddings(prefix["pixel_values"])) if raw else prefix["hidden"]  # (B, N, Dt)
+        for layer in vm.encoder.layers[max(steps - 1, 0) :]:
+            hidden = layer(hidden, None)  # (B, N, Dt)
+        pooled = self.model.visual_projection(vm.post_layernorm(hidden[:, 0]))  # (B, D)
+        mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)  # (B, N)
+        return EncoderOutput(pooled=pooled, tokens=hidden, mask=mask)
+
+
+def _transformers_major() -> int:
+    """The split mirrors transformers 5's CLIP forward (layers return a tensor, take the mask positionally)."""
+    import transformers
+
+    return int(transformers.__version__.split(".", 1)[0])
+
 
 def build(spec: EncoderSpec, pretrained: bool = True, weights: str | Path | None = None) -> CLIPVisionEncoder:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection

@@ -17,7 +17,8 @@ import hashlib
 import inspect
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,20 +140,156 @@ class HFTextEncoder(Encoder):
             mask = torch.ones_like(ids)
         out = self.model(**{k: v for k, v in batch.items() if k in self._inputs})
         tokens = out.last_hidden_state  # (B, N, Dt)
+        projected = out.text_embeds if self.pooling == "projection" else None  # (B, D) CLIP: end-of-text token
+        return self._pool(tokens, mask.bool(), projected)
+
+    def _pool(self, tokens: torch.Tensor, mask: torch.Tensor, projected: torch.Tensor | None) -> EncoderOutput:
+        """cls / mask-aware mean / CLIP projection pooling, shared by `forward` and `top_forward`."""
         if self.pooling == "cls":
             pooled = tokens[:, 0]  # (B, Dt)
         elif self.pooling == "mean":
             w = mask.unsqueeze(-1).to(tokens.dtype)  # (B, N, 1)
             pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1e-9)  # (B, Dt)
+        elif projected is not None:
+            pooled = projected  # (B, D)
         else:
-            pooled = out.text_embeds  # (B, D) CLIP: end-of-text token through the projection
+            raise ValueError(f"encoder {self.name!r}: projection pooling needs the projected end-of-text token")
         if self.normalize:
             pooled = F.normalize(pooled, p=2, dim=-1)
-        return EncoderOutput(pooled=pooled, tokens=tokens, mask=mask.bool())
+        return EncoderOutput(pooled=pooled, tokens=tokens, mask=mask)
 
     def layer_groups(self) -> list[list[nn.Module]]:
         names = block_param_groups(self.model, largest_module_list(self.model))
         return groups_from_param_names(self.model, names)
+
+    # -- prefix / top split -----------------------------------------------------------------------
+    def supports_prefix(self) -> bool:
+        return text_stack(self.model) is not None
+
+    def _steps(self, stack: _TextStack, k: int) -> int:
+        """Steps of [embeddings, block 0, ..., block L-1] in the prefix: 0 means only the inputs."""
+        chain = [stack.embeddings, *stack.blocks]
+        return self.prefix_steps([list(m.parameters()) for m in chain], k)
+
+    def _require_stack(self) -> _TextStack:
+        # Rebuilt per call (a few lookups): a stored one's closures would outlive a deepcopy of the model.
+        stack = text_stack(self.model)
+        if stack is None:
+            raise NotImplementedError(f"encoder {self.name!r}: {type(self.model).__name__} has no prefix/top split")
+        return stack
+
+    def prefix_forward(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        """{"hidden": (B, N, Dt) states after the embeddings and the blocks below the top k groups,
+        "mask": (B, N) bool (real tokens first: these tokenizers pad on the right)}, plus "pool_index" (B,)
+        long (the end-of-text token) for projection pooling.
+        When the embeddings themselves train (k = all groups), "input_ids" (B, N) (and "token_type_ids"
+        if the model takes them) stand in for "hidden"."""
+        stack = self._require_stack()
+        steps = self._steps(stack, k)
+        ids = batch["input_ids"]  # (B, N)
+        mask = batch.get("attention_mask")
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()  # (B, N)
+        out: dict[str, torch.Tensor] = {"mask": mask}
+        if self.pooling == "projection":
+            out["pool_index"] = stack.pool_index(ids)  # (B,)
+        if steps == 0:
+            raw = ("input_ids", "token_type_ids")
+            out.update({name: v for name, v in batch.items() if name in raw and name in self._inputs})
+            return out
+        with self.eval_mode(), torch.no_grad():
+            hidden = stack.embed(batch)  # (B, N, Dt)
+            attn = stack.attention_mask(hidden, mask)
+            for block in stack.blocks[: steps - 1]:
+                hidden = block(hidden, attn, **stack.block_kwargs)  # (B, N, Dt)
+        out["hidden"] = hidden
+        return out
+
+    def top_forward(self, prefix: dict[str, torch.Tensor], k: int) -> EncoderOutput:
+        stack = self._require_stack()
+        steps = self._steps(stack, k)
+        mask = prefix["mask"].bool()  # (B, N)
+        hidden = stack.embed(prefix) if steps == 0 else prefix["hidden"]  # (B, N, Dt)
+        attn = stack.attention_mask(hidden, mask)
+        for block in stack.blocks[max(steps - 1, 0) :]:
+            hidden = block(hidden, attn, **stack.block_kwargs)  # (B, N, Dt)
+        tokens = stack.final_norm(hidden)  # (B, N, Dt)
+        projected = None
+        if self.pooling == "projection":
+            idx = prefix["pool_index"].to(tokens.device)  # (B,)
+            eot = tokens[torch.arange(tokens.shape[0], device=tokens.device), idx]  # (B, Dt)
+            projected = stack.projection(eot)  # (B, D)
+        return self._pool(tokens, mask, projected)
+
+
+@dataclass
+class _TextStack:
+    """One transformers text model's forward, unrolled: embeddings, blocks, final norm, projection."""
+
+    embeddings: nn.Module
+    embed: Callable[[dict[str, torch.Tensor]], torch.Tensor]  # input_ids (B, N) -> (B, N, Dt)
+    blocks: nn.ModuleList
+    attention_mask: Callable[[torch.Tensor, torch.Tensor], Any]  # hidden (B, N, Dt), mask (B, N) -> what blocks take
+    block_kwargs: dict[str, Any]
+    final_norm: nn.Module
+    projection: nn.Module
+    pool_index: Callable[[torch.Tensor], torch.Tensor]  # input_ids (B, N) -> (B,) end-of-text position
+
+
+def text_stack(model: nn.Module) -> _TextStack | None:
+    """The unrolled forward of BERT, RoBERTa, DistilBERT and CLIP-text models (transformers >= 5, whose
+    block and mask-helper signatures this mirrors); None for anything else (MPNet: every block reads a
+    relative position bias that `layer_groups` puts in the top group, so no prefix is free of the top)."""
+    import transformers
+
+    if int(transformers.__version__.split(".", 1)[0]) < 5:
+        return None
+    from transformers import (
+        BertModel,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        DistilBertModel,
+        RobertaModel,
+    )
+    from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+
+    def no_pool_index(ids: torch.Tensor) -> torch.Tensor:
+        raise ValueError("projection pooling needs a CLIP text model with a projection")
+
+    if type(model) in (BertModel, RobertaModel, DistilBertModel) and not getattr(model.config, "is_decoder", False):
+        config = model.config
+        takes_types = type(model) is not DistilBertModel
+
+        def bert_embed(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            if takes_types:
+                return model.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+            return model.embeddings(batch["input_ids"])
+
+        def bidirectional(hidden: torch.Tensor, mask: torch.Tensor) -> Any:
+            return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
+
+        blocks = model.transformer.layer if type(model) is DistilBertModel else model.encoder.layer
+        return _TextStack(model.embeddings, bert_embed, blocks, bidirectional, {}, nn.Identity(), nn.Identity(),
+                          no_pool_index)
+    if type(model) in (CLIPTextModel, CLIPTextModelWithProjection):
+        text = model.text_model if type(model) is CLIPTextModelWithProjection else model
+        config = text.config
+        eos = text.eos_token_id
+
+        def clip_embed(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return text.embeddings(input_ids=batch["input_ids"])
+
+        def causal(hidden: torch.Tensor, mask: torch.Tensor) -> Any:
+            return create_causal_mask(config=config, inputs_embeds=hidden, attention_mask=mask, cache=None)
+
+        def pool_index(ids: torch.Tensor) -> torch.Tensor:
+            ids = ids.to(dtype=torch.int)  # (B, N), as CLIPTextModel: argmax of the ids for old eos=2 configs
+            return ids.argmax(dim=-1) if eos == 2 else (ids == eos).int().argmax(dim=-1)  # (B,)
+
+        projected = type(model) is CLIPTextModelWithProjection
+        return _TextStack(text.embeddings, clip_embed, text.encoder.layers, causal, {"is_causal": True},
+                          text.final_layer_norm, model.text_projection if projected else nn.Identity(),
+                          pool_index if projected else no_pool_index)
+    return None
 
 
 def _model_class(spec: EncoderSpec) -> Any:

@@ -8,7 +8,7 @@ Spec options understood by `build`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,11 @@ from jftzoo.registry import EncoderSpec
 
 
 class TimmVisionEncoder(Encoder):
-    """A timm backbone without its classifier; tokens are its final feature map's positions."""
+    """A timm backbone without its classifier; tokens are its final feature map's positions.
+
+    Convolutional backbones run in the channels_last memory format (weights and inputs NHWC in
+    memory), which oneDNN and cuDNN convolutions prefer; `set_memory_format("contiguous")` turns it off.
+    """
 
     modality = "vision"
 
@@ -35,9 +39,30 @@ class TimmVisionEncoder(Encoder):
         self.data_config = timm.data.resolve_data_config({}, model=model)
         self.transform = timm.data.create_transform(**self.data_config)  # eval transform
         fmt = getattr(model, "output_fmt", "NCHW")
-        self.channels_last = getattr(fmt, "value", fmt) == "NHWC"  # Swin and friends (timm Format or str)
+        # Feature maps come out (B, H, W, C) (Swin and friends; timm Format or str): a shape, not a memory format.
+        self.nhwc_features = getattr(fmt, "value", fmt) == "NHWC"
+        # Patch/token models (ViT, Swin, ...) gain nothing from channels_last; convolutional backbones do.
+        self.convolutional = not self.nhwc_features and not hasattr(model, "patch_embed")
         self.token_dim = int(model.num_features)
         self.embed_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        if self.convolutional:
+            self.set_memory_format("channels_last")
+
+    def set_memory_format(self, fmt: str) -> None:
+        """Convert the weights once (they stay so across `.to(device)`); `forward` converts each input."""
+        formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+        if fmt not in formats:
+            raise ValueError(f"memory format must be one of {', '.join(formats)}, got {fmt!r}")
+        if fmt == "channels_last" and not self.convolutional:
+            raise ValueError(f"encoder {self.name!r} is not a convolutional backbone: channels_last does not apply")
+        self.model.to(memory_format=formats[fmt])
+        self.memory_format = fmt
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """An image batch or feature map (B, C, H, W) in the encoder's memory format."""
+        if self.memory_format == "channels_last" and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def preprocess(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
         pixels = [self.transform(load_image(item, i)) for i, item in enumerate(items)]  # each (3, H, W)
@@ -50,10 +75,14 @@ class TimmVisionEncoder(Encoder):
         return {"data_config": self.data_config, "transform": repr(self.transform)}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]
-        feats = self.model.forward_features(batch["pixel_values"])  # (B, C, h, w) | (B, h, w, C) | (B, N, C)
+        pixels = self._layout(batch["pixel_values"])  # (B, 3, H, W)
+        return self._outputs(self.model.forward_features(pixels))  # (B, C, h, w) | (B, h, w, C) | (B, N, C)
+
+    def _outputs(self, feats: torch.Tensor) -> EncoderOutput:
+        """Pooled vector and tokens from the final features, shared by `forward` and `top_forward`."""
         pooled = self.model.forward_head(feats, pre_logits=True)  # (B, D)
         if feats.ndim == 4:  # a feature map: one token per spatial position
-            tokens = feats.flatten(1, 2) if self.channels_last else feats.flatten(2).transpose(1, 2)  # (B, h*w, C)
+            tokens = feats.flatten(1, 2) if self.nhwc_features else feats.flatten(2).transpose(1, 2)  # (B, h*w, C)
         else:
             tokens = feats  # (B, N, Dt) ViT: class token + patches
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)  # (B, N)
@@ -64,6 +93,72 @@ class TimmVisionEncoder(Encoder):
 
         grouped = group_parameters(self.model, self.model.group_matcher(coarse=True))
         return groups_from_param_names(self.model, [grouped[k] for k in sorted(grouped)])
+
+    # -- prefix / top split -----------------------------------------------------------------------
+    def supports_prefix(self) -> bool:
+        return feature_chain(self.model) is not None
+
+    def _chain(self, k: int) -> tuple[list[Step], int]:
+        chain = feature_chain(self.model)
+        if chain is None:
+            raise NotImplementedError(f"encoder {self.name!r}: {type(self.model).__name__} has no prefix/top split")
+        return chain, self.prefix_steps([params for _, params in chain], k)
+
+    def prefix_forward(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        """{"features": the output of `forward_features`' steps below the top k groups}: (B, C, h, w) for
+        CNNs (channels_last in memory when that format is on), (B, N, D) for ViTs, (B, h, w, C) for Swin;
+        the pixels themselves when the stem trains. No mask: every image has the same positions."""
+        chain, steps = self._chain(k)
+        x = self._layout(batch["pixel_values"])  # (B, 3, H, W)
+        with self.eval_mode(), torch.no_grad():
+            for step, _ in chain[:steps]:
+                x = step(x)
+        return {"features": x}
+
+    def top_forward(self, prefix: dict[str, torch.Tensor], k: int) -> EncoderOutput:
+        chain, steps = self._chain(k)
+        x = self._layout(prefix["features"])
+        for step, _ in chain[steps:]:
+            x = step(x)
+        return self._outputs(x)  # x: what forward_features returns
+
+
+Step = tuple[Callable[[torch.Tensor], torch.Tensor], list[nn.Parameter]]  # one call of forward_features, its params
+
+
+def feature_chain(model: nn.Module) -> list[Step] | None:
+    """`model.forward_features` as a flat chain of calls, each with the parameters it uses, for the timm
+    classes whose forward_features is exactly such a chain (read off timm 1.0's source; the encoder
+    contract test checks it for every registered encoder). None for any other class, subclasses
+    included (they may override forward_features); `forward_head` is never split, the top always runs it."""
+    from timm.models.convnext import ConvNeXt
+    from timm.models.efficientnet import EfficientNet
+    from timm.models.mobilenetv3 import MobileNetV3
+    from timm.models.resnet import ResNet
+    from timm.models.swin_transformer import SwinTransformer
+    from timm.models.vision_transformer import VisionTransformer
+
+    m: Any = model
+    names: list[str]
+    if type(m) is ResNet:
+        names = ["conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    elif type(m) is EfficientNet:
+        names = ["conv_stem", "bn1", *(f"blocks.{i}" for i in range(len(m.blocks))), "conv_head", "bn2"]
+    elif type(m) is MobileNetV3:
+        names = ["conv_stem", "bn1", *(f"blocks.{i}" for i in range(len(m.blocks)))]
+    elif type(m) is ConvNeXt:
+        names = ["stem", *(f"stages.{i}" for i in range(len(m.stages))), "norm_pre"]
+    elif type(m) is SwinTransformer:
+        names = ["patch_embed", *(f"layers.{i}" for i in range(len(m.layers))), "norm"]
+    elif type(m) is VisionTransformer:  # forward_features without attn_mask / is_causal
+        chain: list[Step] = [(m.patch_embed, list(m.patch_embed.parameters()))]
+        loose = [p for p in (m.cls_token, m.reg_token, m.pos_embed) if isinstance(p, nn.Parameter)]
+        chain.append((m._pos_embed, loose + list(m.pos_drop.parameters())))
+        names = ["patch_drop", "norm_pre", *(f"blocks.{i}" for i in range(len(m.blocks))), "norm"]
+        return chain + [(m.get_submodule(n), list(m.get_submodule(n).parameters())) for n in names]
+    else:
+        return None
+    return [(m.get_submodule(n), list(m.get_submodule(n).parameters())) for n in names]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

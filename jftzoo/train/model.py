@@ -45,6 +45,13 @@ class FusionModel(nn.Module):
         image: EncoderOutput | None = self.vision(batch["vision"]) if "vision" in batch else None
         return self.head(text, image)  # (B, C) logits
 
+    def forward_prefix(self, text_prefix: dict[str, torch.Tensor] | None, vision_prefix: dict[str, torch.Tensor] | None,
+                       k_text: int, k_vision: int) -> torch.Tensor:
+        """Logits from cached frozen-prefix outputs (`jftzoo.train.prefix`): only the top k groups and the head run."""
+        text = self.text.top_forward(text_prefix, k_text) if text_prefix is not None else None
+        image = self.vision.top_forward(vision_prefix, k_vision) if vision_prefix is not None else None
+        return self.head(text, image)  # (B, C)
+
     def set_mode(self, mode: str, top_k: int | tuple[int, int] = 2) -> None:
         """frozen: only the head trains; top-k: the top k layer groups of each encoder too; joint: all.
 

@@ -22,6 +22,13 @@ from jftzoo.encoders.base import EncoderOutput
 from jftzoo.errors import JftzooError, UsageError
 from jftzoo.features import FeatureStore
 from jftzoo.train.model import FusionModel
+from jftzoo.train.pipeline import default_workers, plan_batches, preprocessed
+from jftzoo.train.prefix import PrefixInputs, PrefixStore, prefix_unavailable
+
+RUNTIME_ONLY = ("seed", "workers")  # per-run or speed-only fields: never part of a configuration's identity
+# Speed options a mode never reads: left out of its identity, so they do not rename its configurations.
+UNUSED_BY_MODE = {"frozen": ("bucketing", "prefix_cache", "prefix_dtype"), "joint": ("prefix_cache", "prefix_dtype"),
+                  "top-k": ()}
 
 ProgressCallback = Callable[[dict[str, Any]], None]  # events: {"event": "step"|"epoch", ...}
 SCHEDULERS = ("linear", "exponential")
@@ -49,9 +56,22 @@ class TrainConfig:
     grad_clip: float = 1.0
     val_fraction: float = 0.1  # of the training records, stratified, for early stopping
     seed: int = 0
+    # -- speed (docs/speed.md) -----------------------------------------------------------------------------
+    workers: int | None = None  # DataLoader preprocessing processes; None: from the core count; 0: in-process
+    bucketing: bool = True  # text batches of similar length (shuffled within buckets), when encoders train
+    prefix_cache: bool = True  # top-k: run the frozen lower groups once per record, then only the top per step
+    prefix_dtype: str = "float32"  # storage of cached prefix outputs: float32 | float16 (half the memory)
 
     def __post_init__(self) -> None:
         check_scheduler(self.scheduler)
+
+
+def config_identity(config: TrainConfig) -> dict[str, Any]:
+    """The fields of `config` that can change a result (hashed into benchmark records' keys)."""
+    from dataclasses import asdict
+
+    skip = {*RUNTIME_ONLY, *UNUSED_BY_MODE.get(config.mode, ())}
+    return {k: v for k, v in asdict(config).items() if k not in skip}
 
 
 def check_scheduler(name: str) -> None:
@@ -105,12 +125,6 @@ def carve_validation(records: Sequence[Record], fraction: float, seed: int) -> t
     return list(train), list(val)
 
 
-def _batches(n: int, size: int, generator: torch.Generator | None) -> list[list[int]]:
-    """Index batches over n items: shuffled by `generator`, or in order without one."""
-    order = torch.randperm(n, generator=generator).tolist() if generator else list(range(n))
-    return [order[s : s + size] for s in range(0, n, size)]
-
-
 def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
     return {m: {k: v.to(device) for k, v in part.items()} for m, part in batch.items()}
 
@@ -139,6 +153,7 @@ def predict_proba(
     batch_size: int = 32,
     features: FeatureStore | None = None,
     on_batch: Callable[[FusionModel], None] | None = None,
+    workers: int = 0,
 ) -> np.ndarray:
     """Class probabilities (N, C) in record order.
 
@@ -150,14 +165,15 @@ def predict_proba(
     model.eval()
     device = next(model.parameters()).device
     frozen = FrozenInputs(model, records, features) if features is not None else None
+    plan = plan_batches(len(records), batch_size, None)
     out = []
     with torch.inference_mode():
-        for idx in _batches(len(records), batch_size, None):
-            if frozen is not None:
-                logits = model.head(*frozen.batch(idx, device))
-            else:
-                chunk = [records[i] for i in idx]
-                logits = model(_to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device))
+        if frozen is not None:
+            stream: Any = ((idx, None, None) for idx in plan)
+        else:
+            stream = preprocessed(model.preprocess, records, plan, workers=workers, pin_memory=device.type == "cuda")
+        for idx, batch, _ in stream:
+            logits = model.head(*frozen.batch(idx, device)) if frozen is not None else model(_to_device(batch, device))
             out.append(logits.float().softmax(-1).cpu())
             if on_batch is not None:
                 on_batch(model)
@@ -165,9 +181,24 @@ def predict_proba(
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 
 
+def _prefix_proba(model: FusionModel, prefix: PrefixInputs, part: str, n: int, batch_size: int,
+                  device: torch.device) -> np.ndarray:
+    """Class probabilities of a cached part (e.g. 'val') through the trained top groups and the head."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for idx in plan_batches(n, batch_size, None):
+            logits = model.forward_prefix(*prefix.batch(part, idx, device), prefix.k["text"], prefix.k["vision"])
+            out.append(logits.float().softmax(-1).cpu())
+    return torch.cat(out).numpy()
+
+
 def _mean_loss(model: FusionModel, records: Sequence[Record], index: dict[str, int], batch_size: int,
-               features: FeatureStore | None) -> float:
-    probs = predict_proba(model, records, batch_size, features)
+               features: FeatureStore | None, workers: int = 0, prefix: PrefixInputs | None = None) -> float:
+    if prefix is not None:
+        probs = _prefix_proba(model, prefix, "val", len(records), batch_size, next(model.parameters()).device)
+    else:
+        probs = predict_proba(model, records, batch_size, features, workers=workers)
     y = torch.tensor([index[r.label] for r in records])
     return float(F.nll_loss(torch.from_numpy(probs).clamp_min(1e-12).log(), y))
 
@@ -182,6 +213,7 @@ def fit(
     validation: Sequence[Record] | None = None,
     accelerator: Any = None,
     features: FeatureStore | None = None,
+    prefix_store: PrefixStore | None = None,
 ) -> TrainResult:
     """Train in place and leave the best (lowest validation loss) weights loaded.
 
@@ -194,7 +226,10 @@ def fit(
 
     In `frozen` mode the encoders run once per record (through `features`, a fresh in-memory
     `FeatureStore` unless one is shared, e.g. across the heads of a benchmark) and each step runs
-    the head alone; the result is the same as re-encoding every epoch, only faster.
+    the head alone; the result is the same as re-encoding every epoch, only faster. In `top-k` mode
+    the frozen lower groups likewise run once per record (`jftzoo.train.prefix`, shared through
+    `prefix_store`) unless `config.prefix_cache` is off or an encoder cannot split; a "note" progress
+    event says when the uncached path is taken and why.
     """
     check_scheduler(config.scheduler)
     seed_everything(config.seed)
@@ -226,6 +261,20 @@ def fit(
         rank, world = accelerator.process_index, accelerator.num_processes
         device = accelerator.device
     kept = model.head if frozen is not None else model  # frozen encoders never change: keep only the head
+    workers = default_workers() if config.workers is None else config.workers
+    k_text, k_vision = (config.top_k, config.top_k) if isinstance(config.top_k, int) else config.top_k
+    prefix: PrefixInputs | None = None
+    if config.mode == "top-k":
+        why = "turned off (prefix_cache=False, --no-prefix-cache)" if not config.prefix_cache else \
+            "several processes" if world > 1 else prefix_unavailable(model, k_text, k_vision)
+        if why is None:
+            store = prefix_store if prefix_store is not None else PrefixStore(config.prefix_dtype,
+                                                                             max(config.batch_size, 32))
+            prefix = PrefixInputs(model, {"train": train, "val": val}, k_text, k_vision, store)
+        elif progress:
+            progress({"event": "note", "message": f"top-k runs every layer each step (no prefix cache): {why}"})
+    # Length bucketing pays where text is tokenised per step: every mode but frozen.
+    lengths = [len(r.text) for r in train] if config.bucketing and frozen is None and model.uses("text") else None
     result = TrainResult(best_epoch=-1, best_val_loss=float("inf"), val_ids=[r.id for r in val])
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
@@ -233,18 +282,22 @@ def fit(
         net.train()
         optimizer.zero_grad(set_to_none=True)
         running, seen = 0.0, 0
-        batches = _batches(len(train), config.batch_size, generator)
-        for step, whole in enumerate(batches):
-            idx = whole[rank::world] or whole[:1]  # this process's share of the global batch
+        batches = plan_batches(len(train), config.batch_size, generator, lengths)
+        shares = [whole[rank::world] or whole[:1] for whole in batches]  # this process's share of each batch
+        if frozen is not None or prefix is not None:  # nothing to preprocess: outputs are cached
+            stream: Any = ((idx, None, torch.tensor([index[train[i].label] for i in idx])) for idx in shares)
+        else:
+            stream = preprocessed(model.preprocess, train, shares, index, workers, pin_memory=device.type == "cuda")
+        for step, (whole, (idx, batch, y)) in enumerate(zip(batches, stream, strict=True)):
             weight = 1.0 if whole[rank::world] else 0.0  # a process with no share still joins the all-reduce
-            chunk = [train[i] for i in idx]
-            y = torch.tensor([index[r.label] for r in chunk], device=device)
+            y = y.to(device)
             with autocast_for(device):
                 if frozen is not None:
-                    logits = net(*frozen.batch(idx, device))  # (B, C) the head alone
+                    logits = net(*frozen.batch(idx, device))  # (B, C) the head alone on cached outputs
+                elif prefix is not None:  # (B, C) the top k groups and the head on cached prefix outputs
+                    logits = model.forward_prefix(*prefix.batch("train", idx, device), k_text, k_vision)
                 else:
-                    batch = _to_device(model.preprocess([r.text for r in chunk], [r.image for r in chunk]), device)
-                    logits = net(batch)  # (B, C)
+                    logits = net(_to_device(batch, device))  # (B, C) the whole model
             loss = F.cross_entropy(logits.float(), y)
             if loss_hook is not None:
                 loss = loss_hook(loss)
@@ -254,8 +307,8 @@ def fit(
                     f"learning rates (encoder {config.lr_encoder}, head {config.lr_head}) or check the inputs"
                 )
             (loss * weight / config.grad_accum).backward()
-            running += float(loss.detach()) * len(chunk)
-            seen += len(chunk)
+            running += float(loss.detach()) * len(idx)
+            seen += len(idx)
             if (step + 1) % config.grad_accum == 0 or step + 1 == len(batches):
                 torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
                 optimizer.step()
@@ -267,7 +320,7 @@ def fit(
                           "loss": float(loss.detach())})
         if per_epoch:
             scheduler.step()
-        val_loss = _mean_loss(model, val, index, config.batch_size, features)
+        val_loss = _mean_loss(model, val, index, config.batch_size, features, workers, prefix)
         result.history.append({"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss})
         if progress:  # the learning rates the next epoch will use
             lrs = {f"lr_{n}": g["lr"] for n, g in zip(("head", "encoder"), optimizer.param_groups, strict=False)}
