@@ -53,7 +53,7 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="AUC (mean over folds)")
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="AUC (macro one-vs-rest, mean over splits)")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # The panel list rides along as PNG text, so tools (and tests) can read what the picture shows.
