@@ -13,12 +13,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jftzoo.atomic import atomic_write
 from jftzoo.features import Entry, hash_tensors
 
 FORMAT = "jftzoo-embedding/1"
@@ -105,14 +105,7 @@ class DiskCache:
 
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, data, durable=False)  # entries carry a checksum: a torn one is recomputed
 
     # -- jftzoo cache info | clear -----------------------------------------------------------------
     def info(self) -> list[NamespaceInfo]:

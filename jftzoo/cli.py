@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jftzoo import __version__
+from jftzoo.bench.commands import speed_options
 from jftzoo.errors import JftzooError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -412,13 +413,7 @@ class _TrainProgress:
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Dropout in the fusion head.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=click.IntRange(min=0),
-              help="Preprocessing worker processes for trained encoders (0: in-process). [from the core count]")
-@click.option("--no-prefix-cache", is_flag=True,
-              help="top-k: run the frozen lower layers every step instead of once per record.")
-@click.option("--prefix-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
-              help="Storage of the cached top-k prefix outputs.")
-@click.option("--no-bucketing", is_flag=True, help="Random text batches instead of length-bucketed ones.")
+@speed_options
 @click.option("--random-init", is_flag=True, help="Random encoder weights (plumbing tests; labelled random).")
 @click.option("--text-weights", type=click.Path(), help="Local weights for the text encoder.")
 @click.option("--vision-weights", type=click.Path(), help="Local weights for the vision encoder.")

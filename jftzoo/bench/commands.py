@@ -114,6 +114,21 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
                   highlight=False)
 
 
+def speed_options(command: Any) -> Any:
+    """The speed options of every command that trains (docs/speed.md); `_speed_options` reads them."""
+    for option in reversed((
+        click.option("--workers", type=click.IntRange(min=0), help="Preprocessing worker processes for trained "
+                     "encoders (0: in-process). [from the core count]"),
+        click.option("--no-prefix-cache", is_flag=True,
+                     help="top-k: run the frozen lower layers every step instead of once per record."),
+        click.option("--prefix-dtype", type=click.Choice(["float32", "float16"]), default="float32",
+                     show_default=True, help="Storage of the cached top-k prefix outputs."),
+        click.option("--no-bucketing", is_flag=True, help="Random text batches instead of length-bucketed ones."),
+    )):
+        command = option(command)
+    return command
+
+
 def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool) -> dict:
     """TrainConfig fields of the speed options that differ from their defaults (docs/speed.md)."""
     options: dict[str, Any] = {} if workers is None else {"workers": workers}
@@ -150,13 +165,7 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]),
               help="MVSA label policy (readers that take one).")
 @click.option("--limit", type=click.IntRange(min=2), help="A seeded stratified subsample of N records per dataset.")
-@click.option("--workers", type=click.IntRange(min=0),
-              help="Preprocessing worker processes for trained encoders (0: in-process). [from the core count]")
-@click.option("--no-prefix-cache", is_flag=True,
-              help="top-k: run the frozen lower layers every step instead of once per record.")
-@click.option("--prefix-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
-              help="Storage of the cached top-k prefix outputs.")
-@click.option("--no-bucketing", is_flag=True, help="Random text batches instead of length-bucketed ones.")
+@speed_options
 @click.option("--random-init", is_flag=True,
               help="Build encoders whose weights are unavailable with random weights (labelled random).")
 @click.option("--device", default="cpu", show_default=True)

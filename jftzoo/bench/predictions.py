@@ -9,12 +9,11 @@ record that names them is appended, so a record never points at a missing or par
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jftzoo.atomic import atomic_write
 from jftzoo.errors import JftzooError
 
 FOLDER = "predictions"
@@ -49,19 +48,8 @@ def write_predictions(results_dir: Path, key: str, test: Predictions, val: Predi
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     data = buf.getvalue()
-    folder = Path(results_dir) / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{key}.npz"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = Path(results_dir) / FOLDER / f"{key}.npz"
+    atomic_write(path, data)
     return {"file": f"{FOLDER}/{path.name}", "sha256": hashlib.sha256(data).hexdigest()}
 
 

@@ -168,23 +168,10 @@ def official_split(dataset: Dataset, groups: DuplicateGroups | None = None) -> S
 
 def write_split(split: Split, path: Path) -> str:
     """Write the manifest (with its digest) atomically; returns the digest."""
-    import os
-    import tempfile
+    from jftzoo.atomic import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     digest = split.digest()
-    data = json.dumps({"digest": digest, **asdict(split)}, indent=1) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), (json.dumps({"digest": digest, **asdict(split)}, indent=1) + "\n").encode("utf-8"))
     return digest
 
 
