@@ -115,7 +115,8 @@ def test_timm_weights_from_a_local_file(tmp_path: Path):
     source = jftzoo.get_encoder("resnet18", pretrained=False)
     from safetensors.torch import save_file
 
-    save_file(source.model.state_dict(), tmp_path / "model.safetensors")
+    # CNN weights are channels_last in memory (docs/speed.md); safetensors stores contiguous tensors
+    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, tmp_path / "model.safetensors")
     loaded = jftzoo.get_encoder("resnet18", weights=tmp_path / "model.safetensors")
     assert loaded.weight_source.kind == "path"
     x = source.preprocess([Image.new("RGB", (224, 224), "white")])
