@@ -50,7 +50,9 @@ def item_digest(item: Any) -> str:
     if isinstance(item, str):
         return hashlib.sha256(b"text\0" + item.encode("utf-8")).hexdigest()
     if isinstance(item, Path):
-        return hashlib.sha256(b"file\0" + item.read_bytes()).hexdigest()
+        from jftzoo.datasets.records import file_digest
+
+        return file_digest(item, salt=b"file\0")  # read once per process while the file is unchanged
     if hasattr(item, "tobytes"):  # a PIL image in memory
         head = f"pil\0{item.mode}\0{item.size}\0".encode()
         return hashlib.sha256(head + item.tobytes()).hexdigest()
@@ -135,7 +137,6 @@ class FeatureStore:
         self._memory: dict[str, Entry] = {}
         # encoder -> (param versions, preprocess, fp); weak keys, so a new encoder never inherits a dead one's id
         self._fingerprints: weakref.WeakKeyDictionary[Encoder, tuple[int, str, str]] = weakref.WeakKeyDictionary()
-        self._digests: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> content hash
         self.encoded: Counter[str] = Counter()
         self.passes: Counter[str] = Counter()
 
@@ -157,16 +158,6 @@ class FeatureStore:
                                          "weight_source": str(encoder.weight_source)})
         return known[2]
 
-    def _digest(self, item: Any) -> str:
-        """item_digest, remembered for image files while their size and mtime stay the same."""
-        if not isinstance(item, Path):
-            return item_digest(item)
-        st = item.stat()
-        memo = (str(item), st.st_mtime_ns, st.st_size)
-        if memo not in self._digests:
-            self._digests[memo] = item_digest(item)
-        return self._digests[memo]
-
     def features(
         self,
         encoder: Encoder,
@@ -177,7 +168,7 @@ class FeatureStore:
         """Outputs for `items` (texts or image paths), running the encoder only on unseen ones."""
         fp = self.fingerprint(encoder)
         ns = self.cache.namespace(encoder.name, fp) if self.cache is not None else f"{encoder.name}/{fp}"
-        keys = [f"{ns}/{self._digest(x)}" for x in items]
+        keys = [f"{ns}/{item_digest(x)}" for x in items]
         missing: dict[str, Any] = {}
         for key, item in zip(keys, items, strict=True):
             entry = self._memory.get(key)

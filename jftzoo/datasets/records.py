@@ -9,16 +9,17 @@ from pathlib import Path
 
 from jftzoo.errors import JftzooError
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple[str, int, int, bytes], str] = {}
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, remembered while its size and mtime stay the same (a dataset's
-    checksum and its duplicate groups both need every image's digest)."""
+def file_digest(path: Path, salt: bytes = b"") -> str:
+    """SHA-256 of `salt` + a file's bytes, remembered while its size and mtime stay the same (a
+    dataset's checksum, its duplicate groups and the feature and prefix caches' keys all need every
+    image's digest, so each file is read once per process)."""
     st = path.stat()
-    memo = (str(path), st.st_mtime_ns, st.st_size)
+    memo = (str(path), st.st_mtime_ns, st.st_size, salt)
     if memo not in _DIGESTS:
-        _DIGESTS[memo] = hashlib.sha256(path.read_bytes()).hexdigest()
+        _DIGESTS[memo] = hashlib.sha256(salt + path.read_bytes()).hexdigest()
     return _DIGESTS[memo]
 
 
