@@ -47,11 +47,16 @@ class NamespaceInfo:
     path: Path
 
 
-class DiskCache:
-    """An `EntryCache` on disk; `corrupt` counts entries found broken (and recomputed)."""
+KINDS = ("embeddings", "decoded")  # frozen encoder outputs; decoded images (jftzoo.decoded), same layout
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = (root or cache_dir()) / "embeddings"
+
+class DiskCache:
+    """An `EntryCache` on disk; `corrupt` counts entries found broken (and recomputed).
+
+    `kind="decoded"` opens the decoded-image cache's folder, for `info` and `clear` only."""
+
+    def __init__(self, root: Path | None = None, kind: str = "embeddings") -> None:
+        self.root = (root or cache_dir()) / kind
         self.corrupt: Counter[str] = Counter()
         self._described: set[str] = set()
 

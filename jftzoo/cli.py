@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jftzoo import __version__
-from jftzoo.bench.commands import speed_options
+from jftzoo.bench.commands import recipe_options, speed_options
 from jftzoo.errors import JftzooError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -419,12 +419,14 @@ class _TrainProgress:
 @click.option("--vision-weights", type=click.Path(), help="Local weights for the vision encoder.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (no progress bars).")
+@recipe_options
 def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: str, label_policy: str | None,
               on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int | None, batch_size: int,
               lr_encoder: float | None, lr_head: float | None, seed: int, random_init: bool,
               text_weights: str | None, vision_weights: str | None, device: str, as_json: bool,
               folds: int | None, dropout: float, groups: str, workers: int | None, no_prefix_cache: bool,
-              prefix_dtype: str, no_bucketing: bool) -> None:
+              prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
+              recipe: dict[str, Any]) -> None:
     """Fine-tune TEXT + VISION with a fusion head on a seeded split; evaluate on its test part; save to OUT.
 
     Example: jftzoo train --fusion concat --mode frozen --data emoji-sentiment --out runs/demo
@@ -438,14 +440,17 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     get_spec(text), get_spec(vision), get_fusion_spec(fusion)  # usage errors before any work
     ds = load_dataset(data, on_bad=on_bad, label_policy=label_policy)
 
-    # Only options the user gave override the head's preset (attention-paper: the released recipe).
-    given = {k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}
+    # Only options the user gave override the head's preset (attention-paper: the released recipe);
+    # a --recipe's fields come first, the options given beside it over them.
+    from jftzoo.bench.commands import _speed_options, recipe_defaults
     from jftzoo.fusion.registry import apply_train_preset
 
+    recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
+    min_epochs = min_epochs or recipe.pop("min_epochs", None)
+    given = {**recipe, **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
     given["min_epochs"] = min(min_epochs or apply_train_preset(fusion, {}).get("min_epochs", 3), epochs)
-    from jftzoo.bench.commands import _speed_options
 
-    given.update(_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing))
+    given.update(_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache, frozen_backend))
 
     def make() -> FusionClassifier:
         return FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,
@@ -456,7 +461,7 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     if folds:
         from jftzoo.train.cv import SUMMARY_KEYS, cross_validate
 
-        cv = cross_validate(make, ds, folds, seed, groups=groups)
+        cv = cross_validate(make, ds, folds, seed, groups=groups, backend=given.get("frozen_backend", "pytorch"))
         weights = _weights_label(cv["weights"])
         cv.update({"text": text, "vision": vision, "fusion": fusion, "mode": mode, "data": data})
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -575,8 +580,10 @@ def predict_cmd(model_dir: str, text: str | None, image: str | None, data: str |
 
 def _register_bench() -> None:
     from jftzoo.bench.commands import register  # click only: no torch at import
+    from jftzoo.bench.tune_commands import register as register_tune
 
     register(cli)
+    register_tune(cli)
 
 
 _register_bench()

@@ -131,9 +131,14 @@ class FeatureStore:
     all, so callers (and tests) can check that nothing is computed twice.
     """
 
-    def __init__(self, cache: EntryCache | None = None, batch_size: int = 32) -> None:
+    def __init__(self, cache: EntryCache | None = None, batch_size: int = 32, backend: str = "pytorch") -> None:
+        """`backend`: who runs the frozen passes (jftzoo.backends: pytorch | openvino | auto)."""
+        from jftzoo.backends import check_backend
+
+        check_backend(backend)
         self.cache = cache
         self.batch_size = batch_size
+        self.backend = backend
         self._memory: dict[str, Entry] = {}
         # encoder -> (param versions, preprocess, fp); weak keys, so a new encoder never inherits a dead one's id
         self._fingerprints: weakref.WeakKeyDictionary[Encoder, tuple[int, str, str]] = weakref.WeakKeyDictionary()
@@ -148,7 +153,12 @@ class FeatureStore:
         preprocess = json.dumps(encoder.preprocess_config(), sort_keys=True, default=str)
         known = self._fingerprints.get(encoder)
         if known is None or known[0] != version or known[1] != preprocess:
+            from jftzoo.backends import backend_tag, resolve
+
             described = describe_encoder(encoder)
+            tag = backend_tag(resolve(self.backend, encoder))
+            if tag:  # another runtime's outputs differ in the last digits: never mixed with PyTorch's
+                described["backend"] = tag
             fp = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
             known = (version, preprocess, fp)
             self._fingerprints[encoder] = known
@@ -186,16 +196,19 @@ class FeatureStore:
 
     def _encode(self, encoder: Encoder, ns: str, missing: dict[str, Any], tokens: bool,
                 progress: ProgressCallback | None) -> None:
+        from jftzoo.backends import frozen_forward, resolve
+
         keys = sorted(missing, key=lambda k: -encoder.sort_key(missing[k]))  # length-sorted batches
         was_training = encoder.training
         encoder.eval()
+        forward = frozen_forward(encoder, resolve(self.backend, encoder))
         self.passes[encoder.name] += 1
         try:
             with torch.inference_mode():
                 for start in range(0, len(keys), self.batch_size):
                     chunk = keys[start : start + self.batch_size]
                     batch = encoder.preprocess([missing[k] for k in chunk])
-                    out = encoder({k: v.to(encoder.device) for k, v in batch.items()})
+                    out = forward({k: v.to(encoder.device) for k, v in batch.items()})
                     pooled, toks, mask = out.pooled.float().cpu(), out.tokens.float().cpu(), out.mask.cpu()
                     for i, key in enumerate(chunk):
                         entry = Entry(pooled[i].clone(), toks[i][mask[i]].clone() if tokens else None)

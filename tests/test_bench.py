@@ -301,14 +301,23 @@ def test_cache_info_and_clear_commands(tmp_path, monkeypatch):
         cache.describe(ns, {"encoder": enc, "fingerprint": fp})
         for i in range(3):
             cache.put(ns, f"{i:02d}" + "c" * 62, Entry(torch.ones(4) * i, None))
+    from jftzoo.decoded import DecodedImageCache, geometry_namespace
+
+    image = tmp_path / "img.bin"
+    image.write_bytes(b"pixels")
+    DecodedImageCache().pixels(geometry_namespace("minilm", "Resize(8)"), image, lambda: torch.zeros(3, 2, 2).byte())
     info = CliRunner().invoke(cli, ["cache", "info", "--json"])
     assert info.exit_code == 0
     got = json.loads(info.stdout)
-    assert got["path"] == str(tmp_path / "embeddings")
-    assert [(n["encoder"], n["entries"]) for n in got["namespaces"]] == [("minilm", 3), ("resnet50", 3)]
-    cleared = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "minilm"])
+    assert got["path"] == str(tmp_path / "embeddings") and got["root"] == str(tmp_path)
+    assert [(n["kind"], n["encoder"], n["entries"]) for n in got["namespaces"]] == [
+        ("embeddings", "minilm", 3), ("embeddings", "resnet50", 3), ("decoded", "minilm", 1)]
+    cleared = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "minilm", "--kind", "embeddings"])
     assert cleared.exit_code == 0 and "removed 3 entries" in cleared.output
     assert [i.encoder for i in DiskCache().info()] == ["resnet50"]
+    assert [i.encoder for i in DiskCache(kind="decoded").info()] == ["minilm"]
+    cleared = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "minilm"])  # every kind
+    assert "removed 1 entries" in cleared.output and not DiskCache(kind="decoded").info()
 
 
 def test_tables_label_each_encoders_weights_on_its_own():
@@ -428,3 +437,34 @@ def test_bench_reuses_a_split_file_and_refuses_one_for_other_data(tmp_path, monk
     res = CliRunner().invoke(cli, ["bench", "--split-file", str(manifest), "--limit", "40", "--out",
                                    str(tmp_path / "r3")])
     assert res.exit_code == 2 and "--limit" in res.output
+
+
+def test_ensemble_rows_average_the_heads_stored_probabilities(small_run):
+    import numpy as np
+
+    from jftzoo.bench.ensemble import ensemble_records
+    from jftzoo.bench.predictions import read_predictions
+    from jftzoo.bench.store import ResultStore
+    from jftzoo.train.metrics import evaluate
+
+    res, tmp = small_run
+    assert res.exit_code == 0, res.output
+    store = tmp / "store"
+    records = ResultStore(store).records()
+    derived = ensemble_records(records, store)
+    assert len(derived) == 4 and {d["fusion"] for d in derived} == {"ensemble(concat+gated)"}  # 2 folds x 2 seeds
+    by_key = {r["key"]: r for r in records}
+    for d in derived:
+        members = [by_key[k] for k in d["members"]]
+        assert {m["fusion"] for m in members} == {"concat", "gated"} and d["ensemble"] is True
+        assert {(m["fold"], m["seed"]) for m in members} == {(d["fold"], d["seed"])}
+        stored = [read_predictions(store, m) for m in members]
+        expected = evaluate(stored[0].true, np.mean([p.probs for p in stored], axis=0), stored[0].labels)
+        for metric in ("accuracy", "auc", "f1_macro"):
+            assert d["metrics"][metric] == pytest.approx(expected[metric])
+        assert all(d["metrics"]["auc"] != pytest.approx(evaluate(p.true, p.probs, p.labels)["auc"]) for p in stored)
+    shown = CliRunner().invoke(cli, ["results", "show", "--results", str(store), "--json", "--ensemble"])
+    rows = {r["fusion"]: r for r in json.loads(shown.stdout)}
+    assert rows["ensemble(concat+gated)"]["n_splits"] == 4
+    plain = CliRunner().invoke(cli, ["results", "show", "--results", str(store), "--json"])
+    assert not any(r["fusion"].startswith("ensemble") for r in json.loads(plain.stdout))  # opt-in only

@@ -150,10 +150,10 @@ def test_exponential_schedule_steps_once_per_epoch():
     assert [e for e, _ in lrs] == [1, 2, 3]
     for e, lr in lrs:
         assert lr == pytest.approx(1e-3 * 0.9**e, rel=1e-9)
-    with pytest.raises(jftzoo.UsageError, match="scheduler must be one of linear, exponential, got 'cosine'"):
-        TrainConfig(scheduler="cosine")
-    cfg.scheduler = "cosine"  # set after construction: fit refuses it before training
-    with pytest.raises(jftzoo.UsageError, match="linear, exponential"):
+    with pytest.raises(jftzoo.UsageError, match="scheduler must be one of linear, cosine, exponential, got 'cosin'"):
+        TrainConfig(scheduler="cosin")
+    cfg.scheduler = "cosin"  # set after construction: fit refuses it before training
+    with pytest.raises(jftzoo.UsageError, match="linear, cosine, exponential"):
         fit(model, records, labels, cfg)
 
 
@@ -196,13 +196,13 @@ def test_early_stopping_reads_exactly_the_validation_records(mode: str, monkeypa
     records, labels = subset()
     train, val = list(records[::2]), list(records[1::2])
     losses_on: list[set[str]] = []
-    real = trainer._mean_loss
+    real = trainer._validate
 
     def spy(model, recs, *args, **kwargs):
         losses_on.append({r.id for r in recs})
         return real(model, recs, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "_mean_loss", spy)
+    monkeypatch.setattr(trainer, "_validate", spy)
     cfg = TrainConfig(mode=mode, min_epochs=2, max_epochs=2, batch_size=8, lr_encoder=1e-5)
     result = fit(make_model("concat"), train, labels, cfg, validation=val)
     assert losses_on == [{r.id for r in val}] * 2 and result.val_ids == [r.id for r in val]

@@ -71,3 +71,16 @@ def test_two_workers_give_the_same_losses_and_predictions_as_in_process():
     np.testing.assert_allclose(loss0, loss2, rtol=0, atol=1e-6)
     np.testing.assert_allclose(val0, val2, rtol=0, atol=1e-6)
     np.testing.assert_allclose(p0, p2, rtol=0, atol=1e-6)
+
+
+def test_default_workers_leave_the_cores_to_the_step_on_a_cpu(monkeypatch):
+    from jftzoo.train import pipeline
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(pipeline.torch, "get_num_threads", lambda: 16)
+    assert pipeline.default_workers("cpu") == 0  # every core runs the step's matmuls
+    monkeypatch.setattr(pipeline.torch, "get_num_threads", lambda: 12)
+    assert pipeline.default_workers("cpu") == 4  # the cores torch leaves free
+    assert pipeline.default_workers("cuda") == 8  # the step runs on the device: feed it
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    assert pipeline.default_workers("cuda") == 1

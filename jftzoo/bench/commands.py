@@ -14,6 +14,8 @@ from jftzoo.bench.grid import DEFAULT_DATA, DEFAULT_FUSIONS, DEFAULT_TEXT, DEFAU
 from jftzoo.errors import JftzooError, UsageError
 
 DEFAULT_OUT = "jftzoo-bench"
+ENSEMBLE_OPTION = click.option("--ensemble", is_flag=True, help="Add ensemble(a+b+...) rows: the fusion heads' test "
+                               "probabilities averaged per record on each split (from stored predictions).")
 
 
 def _split_commas(values: Sequence[str]) -> list[str]:
@@ -124,12 +126,82 @@ def speed_options(command: Any) -> Any:
         click.option("--prefix-dtype", type=click.Choice(["float32", "float16"]), default="float32",
                      show_default=True, help="Storage of the cached top-k prefix outputs."),
         click.option("--no-bucketing", is_flag=True, help="Random text batches instead of length-bucketed ones."),
+        click.option("--frozen-backend", type=click.Choice(["pytorch", "openvino", "auto"]), default="pytorch",
+                     show_default=True, help="Runtime of frozen vision passes: openvino is ~3x faster on a CPU "
+                     "(pip install 'jftzoo[openvino]'); auto: openvino when installed."),
+        click.option("--image-cache", is_flag=True, help="Keep decoded, resized images (uint8) in the cache folder so "
+                     "each is decoded once, not every epoch (same pixels)."),
     )):
         command = option(command)
     return command
 
 
-def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool) -> dict:
+RECIPE_FIELDS = ("recipe", "scheduler", "warmup_ratio", "layer_decay", "label_smoothing", "class_weight",
+                 "modality_dropout", "augment", "ema", "monitor", "patience", "text_normalizer")
+
+
+def recipe_options(command: Any) -> Any:
+    """The recipe options of every command that trains (docs/recipes.md), gathered into one `recipe`
+    argument: a dict of the TrainConfig fields the user set (a --recipe preset first, options over it)."""
+    import functools
+
+    from jftzoo.train.presets import MONITORS, RECIPES
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {k: kwargs.pop(k) for k in RECIPE_FIELDS}
+        from jftzoo.train.presets import recipe_preset
+
+        recipe = recipe_preset(given.pop("recipe"))
+        recipe.update({k: v for k, v in given.items() if v is not None and v is not False})
+        return command(*args, recipe=recipe, **kwargs)
+
+    for option in reversed((
+        click.option("--recipe", type=click.Choice(sorted(RECIPES)), help="A named recipe (docs/recipes.md); "
+                     "the options below override its fields."),
+        click.option("--scheduler", type=click.Choice(["linear", "cosine", "exponential"]),
+                     help="Learning-rate schedule: linear or cosine after warm-up, or exponential per epoch. [linear]"),
+        click.option("--warmup-ratio", type=click.FloatRange(0, 1), help="Warm-up share of the steps. [0.1]"),
+        click.option("--layer-decay", type=click.FloatRange(0, 1, min_open=True),
+                     help="Layer-wise LR decay: each encoder layer group below the top trains at x this. [off]"),
+        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), help="Label smoothing. [0]"),
+        click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="Loss weights per class. [none]"),
+        click.option("--modality-dropout", type=click.FloatRange(0, 1),
+                     help="Share of training records with one modality (text or image) zeroed. [0]"),
+        click.option("--augment", is_flag=True, default=None, help="timm's random training transform on images."),
+        click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     help="Validate and keep an exponential moving average of the weights, e.g. 0.999. [off]"),
+        click.option("--monitor", type=click.Choice(MONITORS),
+                     help="Validation figure for early stopping and the best epoch. [loss]"),
+        click.option("--patience", type=click.IntRange(min=1), help="Epochs without improvement before stopping. [2]"),
+        click.option("--text-normalizer", type=click.Choice(["none", "tweet"]),
+                     help="tweet: URLs, @mentions, hashtags, emoji and HTML entities made readable. [none]"),
+    )):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def recipe_defaults(recipe: dict[str, Any], modes: Sequence[str], top_k: int,
+                    epochs: int) -> tuple[dict[str, Any], Sequence[str], int, int]:
+    """A --recipe's mode, top-k and epochs where the user left --mode, --top-k and --epochs unset; the
+    rest of the recipe as TrainConfig fields."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    recipe = dict(recipe)
+    mode, k, most = recipe.pop("mode", None), recipe.pop("top_k", None), recipe.pop("max_epochs", None)
+    if mode is not None and ctx.get_parameter_source("modes" if "modes" in ctx.params else "mode") in (
+            ParameterSource.DEFAULT, None):
+        modes = [mode] if not isinstance(modes, str) else mode
+    if k is not None and ctx.get_parameter_source("top_k") is ParameterSource.DEFAULT:
+        top_k = k
+    if most is not None and ctx.get_parameter_source("epochs") is ParameterSource.DEFAULT:
+        epochs = most
+    return recipe, modes, top_k, epochs
+
+
+def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool,
+                   image_cache: bool = False, frozen_backend: str = "pytorch") -> dict:
     """TrainConfig fields of the speed options that differ from their defaults (docs/speed.md)."""
     options: dict[str, Any] = {} if workers is None else {"workers": workers}
     if no_prefix_cache:
@@ -138,6 +210,16 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
         options["prefix_dtype"] = prefix_dtype
     if no_bucketing:
         options["bucketing"] = False
+    if image_cache:
+        options["image_cache"] = True
+    if frozen_backend != "pytorch":
+        from jftzoo.backends import check_backend, installed
+
+        check_backend(frozen_backend)  # openvino without OpenVINO: exit 2 with the install line
+        # auto is settled here, so a record names the runtime that made it
+        backend = frozen_backend if frozen_backend != "auto" else ("openvino" if installed("openvino") else "pytorch")
+        if backend != "pytorch":
+            options["frozen_backend"] = backend
     return options
 
 
@@ -173,12 +255,18 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
               help="Results store folder (resumable; results.jsonl, summary.md, heatmap.png).")
 @click.option("--no-cache", is_flag=True, help="Keep frozen embeddings in memory only (no $JFTZOO_CACHE_DIR).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows (no progress bars).")
+@click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
+@click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
+@ENSEMBLE_OPTION
+@recipe_options
 def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[str], modes: Sequence[str],
               datas: Sequence[str], protocol: str, folds: int | None, split: str | None, groups: str,
               split_files: Sequence[str], seeds: str, epochs: int,
               batch_size: int, top_k: int, label_policy: str | None, limit: int | None, workers: int | None,
-              no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, random_init: bool,
-              device: str, out: str, no_cache: bool, as_json: bool) -> None:
+              no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
+              random_init: bool,
+              device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
+              ensemble: bool, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
@@ -193,13 +281,16 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
 
     if folds is not None and split is not None:
         raise UsageError("give either --folds K or --split RATIO, not both")
+    recipe, modes, top_k, epochs = recipe_defaults(recipe, modes, top_k, epochs)
+    train = {**recipe, **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
     config = BenchConfig(
         data=_split_commas(datas) or [DEFAULT_DATA], text=_split_commas(texts) or [DEFAULT_TEXT],
         vision=_split_commas(visions) or [DEFAULT_VISION], fusion=_split_commas(fusions) or list(DEFAULT_FUSIONS),
         mode=_split_commas(modes) or ["frozen"], folds=None if split else (folds or 5), split=split,
         seeds=_seeds(seeds), epochs=epochs, batch_size=batch_size, top_k=top_k, random_init=random_init,
         device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
-        train=_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing),
+        train={**train, **_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
+                                               frozen_backend)},
     )
     if protocol == "paper":
         if fusions or modes:
@@ -212,10 +303,10 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         config.fusion = [m[1] for m in paper_methods(text[0], vision[0])]
         config.mode = ["frozen", "joint"]  # svm is frozen by nature; every other method is fine-tuned
         config.folds = None if split else (folds or 10)
-    _run_and_show(config, protocol, Path(out), no_cache, as_json)
+    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble)
 
 
-def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json: bool) -> None:
+def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json: bool, ensemble: bool = False) -> None:
     from jftzoo.bench.grid import expand
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json, to_markdown
@@ -229,7 +320,8 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     _, stderr = _consoles()
     with _BenchProgress(not as_json) as progress:
         report = run_bench(config, out, progress=progress, cache=None if no_cache else DiskCache(), cells=cells)
-    rows = summarize(report.records, report.cells, report.unavailable, report.failed)
+    records = report.records + (_ensembles(report.records, out) if ensemble else [])
+    rows = summarize(records, report.cells, report.unavailable, report.failed)
     (out / "summary.md").write_text(to_markdown(rows), encoding="utf-8")
     png = heatmap(rows, out / "heatmap.png")
     table = None
@@ -280,41 +372,45 @@ def _print_paper(table: list[list[str]]) -> None:
 
 @click.group("cache", context_settings={"help_option_names": ["-h", "--help"]})
 def cache_group() -> None:
-    """The embedding cache of frozen encoders ($JFTZOO_CACHE_DIR, default: the user cache folder)."""
+    """The cache of frozen embeddings and decoded images ($JFTZOO_CACHE_DIR, default: the user cache folder)."""
 
 
 @cache_group.command("info")
 @click.option("--json", "as_json", is_flag=True)
 def cache_info_cmd(as_json: bool) -> None:
-    """Where the cache is and what it holds, per encoder fingerprint."""
+    """Where the cache is and what it holds, per kind and encoder fingerprint."""
     from rich.table import Table
 
-    from jftzoo.cache import DiskCache
+    from jftzoo.cache import KINDS, DiskCache, cache_dir
 
-    cache = DiskCache()
-    items = cache.info()
+    items = [(kind, i) for kind in KINDS for i in DiskCache(kind=kind).info()]
     if as_json:
-        click.echo(json.dumps({"path": str(cache.root), "namespaces": [
-            {"encoder": i.encoder, "fingerprint": i.fingerprint, "entries": i.entries, "bytes": i.bytes}
-            for i in items]}, indent=2))
+        click.echo(json.dumps({"path": str(DiskCache().root), "root": str(cache_dir()), "namespaces": [
+            {"kind": kind, "encoder": i.encoder, "fingerprint": i.fingerprint, "entries": i.entries, "bytes": i.bytes}
+            for kind, i in items]}, indent=2))
         return
     out, _ = _consoles()
-    out.print(f"cache: {cache.root}", highlight=False)
-    table = Table("encoder", "fingerprint", "entries", "size")
-    for i in items:
-        table.add_row(i.encoder, i.fingerprint[:16], str(i.entries), f"{i.bytes / 2**20:.1f} MiB")
+    out.print(f"cache: {cache_dir()}", highlight=False)
+    table = Table("kind", "encoder", "fingerprint", "entries", "size")
+    for kind, i in items:
+        table.add_row(kind, i.encoder, i.fingerprint[:16], str(i.entries), f"{i.bytes / 2**20:.1f} MiB")
     out.print(table)
-    total = sum(i.bytes for i in items)
-    out.print(f"{sum(i.entries for i in items)} entries, {total / 2**20:.1f} MiB", highlight=False)
+    total = sum(i.bytes for _, i in items)
+    out.print(f"{sum(i.entries for _, i in items)} entries, {total / 2**20:.1f} MiB", highlight=False)
 
 
 @cache_group.command("clear")
 @click.option("--encoder", help="Only this encoder's entries.")
-def cache_clear_cmd(encoder: str | None) -> None:
-    """Delete cached embeddings (they are recomputed when next needed)."""
-    from jftzoo.cache import DiskCache
+@click.option("--kind", type=click.Choice(["all", "embeddings", "decoded"]), default="all", show_default=True,
+              help="Frozen embeddings, decoded images (--image-cache), or both.")
+def cache_clear_cmd(encoder: str | None, kind: str) -> None:
+    """Delete cached entries (they are recomputed when next needed)."""
+    from jftzoo.cache import KINDS, DiskCache
 
-    entries, size = DiskCache().clear(encoder)
+    entries = size = 0
+    for each in KINDS if kind == "all" else (kind,):
+        n, b = DiskCache(kind=each).clear(encoder)
+        entries, size = entries + n, size + b
     _, err = _consoles()
     err.print(f"removed {entries} entries ({size / 2**20:.1f} MiB)", highlight=False)
 
@@ -337,10 +433,17 @@ def _load_records(results: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _load_rows(results: Path) -> list[dict[str, Any]]:
+def _load_rows(results: Path, ensemble: bool = False) -> list[dict[str, Any]]:
     from jftzoo.bench.report import summarize
 
-    return summarize(_load_records(results))
+    records = _load_records(results)
+    return summarize(records + (_ensembles(records, results) if ensemble else []))
+
+
+def _ensembles(records: list[dict[str, Any]], results: Path) -> list[dict[str, Any]]:
+    from jftzoo.bench.ensemble import ensemble_records
+
+    return ensemble_records(records, results)
 
 
 RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_default=True,
@@ -349,16 +452,17 @@ RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_
 
 @results_group.command("show")
 @RESULTS_OPTION
+@ENSEMBLE_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="JSON rows: {metric}_mean, {metric}_std, {metric}_ci95 [low, high], val_{metric}_..., n_splits.")
-def results_show_cmd(results: str, as_json: bool) -> None:
+def results_show_cmd(results: str, as_json: bool, ensemble: bool) -> None:
     """One row per configuration: mean, sd and 95 % CI over splits (seeds x folds).
 
     Example: jftzoo results show --results benchmarks/results/mvsa_single_frozen
     """
     from jftzoo.bench.report import to_json
 
-    rows = _load_rows(Path(results))
+    rows = _load_rows(Path(results), ensemble)
     if as_json:
         click.echo(to_json(rows))
     else:
@@ -370,7 +474,8 @@ def results_show_cmd(results: str, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "md"]), multiple=True, default=["csv"],
               show_default=True, help="Repeatable.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
-def results_export_cmd(results: str, fmt: Sequence[str], out: str) -> None:
+@ENSEMBLE_OPTION
+def results_export_cmd(results: str, fmt: Sequence[str], out: str, ensemble: bool) -> None:
     """Write results.csv / results.json / results.md (and heatmap.png) into --out.
 
     Example: jftzoo results export --format md --format json --out report/
@@ -378,7 +483,7 @@ def results_export_cmd(results: str, fmt: Sequence[str], out: str) -> None:
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import to_csv, to_json, to_markdown
 
-    rows = _load_rows(Path(results))
+    rows = _load_rows(Path(results), ensemble)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     writers = {"csv": to_csv, "json": to_json, "md": to_markdown}

@@ -190,7 +190,7 @@ def run_bench(
     report = BenchReport(cells=cells, records=[])
     from jftzoo.train.prefix import PrefixStore
 
-    features = FeatureStore(cache=cache)
+    features = FeatureStore(cache=cache, backend=config.train.get("frozen_backend", "pytorch"))
     prefixes = PrefixStore(config.train.get("prefix_dtype", "float32"))  # top-k cells on one encoder share it
     encoders = Encoders(config, features)
     protocol = config.protocol()
@@ -344,6 +344,8 @@ def _identity(cell: Cell, config: BenchConfig, encoders: Encoders, n_classes: in
         train: dict[str, Any] = dict(MAJORITY)
     elif cell.fusion == "svm":
         train = dict(SVM)
+        if config.train.get("frozen_backend", "pytorch") != "pytorch":  # it reads the frozen features
+            train["frozen_backend"] = config.train["frozen_backend"]
     else:
         from jftzoo.train.trainer import config_identity
 
@@ -362,7 +364,7 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
 
     from jftzoo.bench.predictions import Predictions
     from jftzoo.train.metrics import evaluate
-    from jftzoo.train.trainer import TrainConfig, carve_validation, fit, predict_proba, seed_everything
+    from jftzoo.train.trainer import TrainConfig, carve_validation, predict_proba
 
     index = {c: j for j, c in enumerate(labels)}
     train = [by_id[i] for i in train_ids]
@@ -382,26 +384,16 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
         train_s = time.perf_counter() - t_fit
         seen = len(train)
     else:
-        seed_everything(seed)
-        model = _build_model(cell, encoders, len(labels))
-        shared = features if cell.mode == "frozen" else None
-
-        def forward(event: dict[str, Any]) -> None:
-            if event.get("event") == "epoch":
-                emit({**event, "event": "epoch", "max_epochs": tc.max_epochs})
-            elif event.get("event") == "note":
-                emit({**event, "cell": cell.label()})
-
         t_fit = time.perf_counter()
-        result = fit(model, train, labels, tc, progress=forward, validation=val, features=shared,
-                     prefix_store=prefixes)
+        model, result, val_probs = train_and_validate(cell, config, encoders, features, labels, train, val, seed,
+                                                      emit, prefixes)
         train_s = time.perf_counter() - t_fit
         seen = len(train) * len(result.history)
         batch = max(config.batch_size, 32)
-        val_probs = predict_proba(model, val, batch, shared)
+        shared = features if cell.mode == "frozen" else None
         gates: list[Any] = []
         gated = cell.fusion == "gated" and hasattr(model.head, "last_weights")
-        probs = predict_proba(model, test, batch, shared,
+        probs = predict_proba(model, test, batch, shared, text_normalizer=tc.text_normalizer,
                               on_batch=(lambda m: gates.append(m.head.last_weights.cpu())) if gated else None)
         extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history}
         if gates:  # mean gate weights (text, image) over the test records: how much each modality counted
@@ -419,6 +411,32 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
     test_preds = Predictions(labels, [r.id for r in test], y_test, np.asarray(probs, dtype=np.float32))
     val_preds = Predictions(labels, [r.id for r in val], y_val, np.asarray(val_probs, dtype=np.float32))
     return record, test_preds, val_preds
+
+
+def train_and_validate(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, labels: list[str],
+                       train: list, val: list, seed: int, emit: Progress, prefixes: Any = None,
+                       progress: Any = None) -> tuple[Any, Any, Any]:
+    """(model, TrainResult, validation probabilities) of one cell on one split: the training half of a
+    benchmark task, shared with `jftzoo tune` so a tuned configuration re-run by `jftzoo bench` gives
+    the same validation figures. It reads only `train` and `val`. `progress` also sees fit's events."""
+    from jftzoo.train.trainer import fit, predict_proba, seed_everything
+
+    tc = _train_config(cell, config, seed)
+    seed_everything(seed)
+    model = _build_model(cell, encoders, len(labels))
+    shared = features if cell.mode == "frozen" else None
+
+    def forward(event: dict[str, Any]) -> None:
+        if progress is not None:
+            progress(event)
+        if event.get("event") == "epoch":
+            emit({**event, "event": "epoch", "max_epochs": tc.max_epochs})
+        elif event.get("event") == "note":
+            emit({**event, "cell": cell.label()})
+
+    result = fit(model, train, labels, tc, progress=forward, validation=val, features=shared, prefix_store=prefixes)
+    val_probs = predict_proba(model, val, max(config.batch_size, 32), shared, text_normalizer=tc.text_normalizer)
+    return model, result, val_probs
 
 
 def _build_model(cell: Cell, encoders: Encoders, n_classes: int) -> Any:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from jftzoo.datasets.records import Dataset, Record, file_digest
 
 GROUPINGS = ("near-duplicates", "none")  # values of --groups
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+URL_PATTERN = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)  # shared with datasets.tweets
 _MENTION = re.compile(r"@\w+")
 _LEADING_RT = re.compile(r"^\s*rt\b[\s:]*", re.IGNORECASE)
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -28,7 +28,7 @@ def normalize_text(text: str) -> str:
     Unicode NFKC first, so full-width or composed variants of one text compare equal.
     """
     text = unicodedata.normalize("NFKC", text).lower()
-    text = _URL.sub(" ", text)
+    text = URL_PATTERN.sub(" ", text)
     text = _LEADING_RT.sub("", text)  # "RT @user: ..." -> "@user: ..."
     text = _MENTION.sub(" ", text)
     text = _LEADING_RT.sub("", text)  # "@user RT ..." after the mention is gone

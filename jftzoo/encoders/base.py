@@ -36,6 +36,12 @@ class Encoder(nn.Module):
     embed_dim: int = 0  # D, size of `pooled`
     token_dim: int = 0  # Dt, size of each token in `tokens`
     memory_format: str = "contiguous"  # layout of 4-D weights and inputs: "contiguous" or "channels_last"
+    # A `jftzoo.decoded.DecodedImageCache` the trainer lends for a fit; vision encoders that can split
+    # their transform (timm's) read decoded pixels from it, the rest ignore it.
+    decoded_cache: Any = None
+    # Set by the trainer while it preprocesses training batches with image augmentation on
+    # (`supports_augment`): the encoder then uses its random training transform.
+    augment: bool = False
 
     def __init__(self, name: str, weights: WeightSource = RANDOM) -> None:
         super().__init__()
@@ -91,6 +97,10 @@ class Encoder(nn.Module):
         """The top `k` layer groups and pooling on `prefix_forward(batch, k)`: what `forward(batch)` gives,
         differentiable, in the module's current mode (dropout in a training top acts)."""
         raise NotImplementedError(f"encoder {self.name!r} cannot split its forward into prefix and top")
+
+    def supports_augment(self) -> bool:
+        """Whether `preprocess` has a random training transform to use while `augment` is set."""
+        return False
 
     def set_memory_format(self, fmt: str) -> None:
         """Layout of weights and inputs ("contiguous" or "channels_last"); same outputs, different speed."""

@@ -38,6 +38,7 @@ class TimmVisionEncoder(Encoder):
         self.model = model
         self.data_config = timm.data.resolve_data_config({}, model=model)
         self.transform = timm.data.create_transform(**self.data_config)  # eval transform
+        self._geometry, self._tensor_part = split_transform(self.transform)
         fmt = getattr(model, "output_fmt", "NCHW")
         # Feature maps come out (B, H, W, C) (Swin and friends; timm Format or str): a shape, not a memory format.
         self.nhwc_features = getattr(fmt, "value", fmt) == "NHWC"
@@ -65,11 +66,40 @@ class TimmVisionEncoder(Encoder):
         return x
 
     def preprocess(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
-        pixels = [self.transform(load_image(item, i)) for i, item in enumerate(items)]  # each (3, H, W)
+        pixels = [self._pixels(item, i) for i, item in enumerate(items)]  # each (3, H, W)
         if not pixels:
             size = self.data_config["input_size"]
             return {"pixel_values": torch.empty(0, *size)}
         return {"pixel_values": torch.stack(pixels)}  # (B, 3, H, W)
+
+    def _pixels(self, item: Any, index: int) -> torch.Tensor:
+        """One image through the eval transform; with a decoded-image cache (`jftzoo.decoded`) and an image
+        file, the decode/resize/crop part comes from the cache as uint8 and only the tensor part runs."""
+        if self.augment:  # training with augmentation: a fresh random view each time, never cached
+            return self.train_transform(load_image(item, index))
+        cache = self.decoded_cache
+        if cache is None or self._geometry is None or not isinstance(item, (str, Path)):
+            return self.transform(load_image(item, index))
+        from torchvision.transforms.functional import pil_to_tensor
+
+        from jftzoo.decoded import geometry_namespace
+
+        geometry = self._geometry
+        namespace = geometry_namespace(self.name, repr(geometry))
+        u8 = cache.pixels(namespace, Path(item), lambda: pil_to_tensor(geometry(load_image(item, index))))
+        return self._tensor_part(u8.float().div(255))  # what ToTensor computes from the same uint8 pixels
+
+    def supports_augment(self) -> bool:
+        return True
+
+    @property
+    def train_transform(self) -> Any:
+        """timm's training transform for this backbone's input size (random resized crop, flip, colour jitter)."""
+        if getattr(self, "_train_transform", None) is None:
+            import timm.data
+
+            self._train_transform = timm.data.create_transform(**self.data_config, is_training=True)
+        return self._train_transform
 
     def preprocess_config(self) -> dict[str, Any]:
         return {"data_config": self.data_config, "transform": repr(self.transform)}
@@ -121,6 +151,18 @@ class TimmVisionEncoder(Encoder):
         for step, _ in chain[steps:]:
             x = step(x)
         return self._outputs(x)  # x: what forward_features returns
+
+
+def split_transform(transform: Any) -> tuple[Any, Any]:
+    """(geometry on PIL images, tensor part after ToTensor) of a torchvision Compose ending in ToTensor
+    (timm's MaybeToTensor) + tensor-only steps; (None, None) for any other shape, which is never cached."""
+    from torchvision import transforms as T
+
+    steps = list(getattr(transform, "transforms", []))
+    cut = [i for i, t in enumerate(steps) if type(t).__name__ in ("ToTensor", "MaybeToTensor")]
+    if len(cut) != 1 or not all(isinstance(t, (T.Normalize,)) for t in steps[cut[0] + 1 :]):
+        return None, None
+    return T.Compose(steps[: cut[0]]), T.Compose(steps[cut[0] + 1 :])
 
 
 Step = tuple[Callable[[torch.Tensor], torch.Tensor], list[nn.Parameter]]  # one call of forward_features, its params

@@ -134,7 +134,8 @@ class FusionClassifier:
         from jftzoo.train.trainer import predict_proba
 
         self._check_fitted()
-        return predict_proba(self.model_, as_records(X), batch_size, features)
+        return predict_proba(self.model_, as_records(X), batch_size, features,
+                             text_normalizer=self.train_config.text_normalizer)
 
     def predict(self, X: Any, batch_size: int = 32) -> np.ndarray:
         return self.classes_[self.predict_proba(X, batch_size).argmax(1)]  # type: ignore[index]

@@ -25,11 +25,12 @@ def cross_validate(
     progress: Callable[[int, int], None] | None = None,
     features: FeatureStore | None = None,
     groups: str = "near-duplicates",
+    backend: str = "pytorch",
 ) -> dict[str, Any]:
     """Train a fresh classifier per fold (early stopping inside the training folds only) and test on
     the held-out fold; AUC is computed over each whole test fold. Frozen encoders run once per
     record over all folds (one shared `FeatureStore`), not once per fold."""
-    features = features if features is not None else FeatureStore()
+    features = features if features is not None else FeatureStore(backend=backend)
     split = stratified_kfold(dataset, folds, seed, groups_for(dataset, groups))
     by_id = dataset.by_id()
     results = []

@@ -11,6 +11,7 @@ from torch import nn
 from jftzoo.encoders.base import Encoder, EncoderOutput
 from jftzoo.errors import UsageError
 from jftzoo.fusion.heads import FusionHead
+from jftzoo.train.recipe import drop_modalities
 
 MODES = ("frozen", "top-k", "joint")
 
@@ -28,6 +29,8 @@ class FusionModel(nn.Module):
         self.vision = vision
         self.head = head
         self._frozen: list[nn.Module] = []  # kept in eval mode while training (BatchNorm stats, dropout)
+        # (share, generator) of modality dropout, set by the trainer around its training forwards only
+        self.drop: tuple[float, torch.Generator] | None = None
 
     def uses(self, modality: str) -> bool:
         return modality in self.head.modalities
@@ -43,14 +46,20 @@ class FusionModel(nn.Module):
     def forward(self, batch: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:  # type: ignore[override]
         text: EncoderOutput | None = self.text(batch["text"]) if "text" in batch else None
         image: EncoderOutput | None = self.vision(batch["vision"]) if "vision" in batch else None
-        return self.head(text, image)  # (B, C) logits
+        return self.head(*self._dropped(text, image))  # (B, C) logits
+
+    def _dropped(self, text: EncoderOutput | None,
+                 image: EncoderOutput | None) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+        if self.drop is None or not self.training:
+            return text, image
+        return drop_modalities(text, image, *self.drop)
 
     def forward_prefix(self, text_prefix: dict[str, torch.Tensor] | None, vision_prefix: dict[str, torch.Tensor] | None,
                        k_text: int, k_vision: int) -> torch.Tensor:
         """Logits from cached frozen-prefix outputs (`jftzoo.train.prefix`): only the top k groups and the head run."""
         text = self.text.top_forward(text_prefix, k_text) if text_prefix is not None else None
         image = self.vision.top_forward(vision_prefix, k_vision) if vision_prefix is not None else None
-        return self.head(text, image)  # (B, C)
+        return self.head(*self._dropped(text, image))  # (B, C)
 
     def set_mode(self, mode: str, top_k: int | tuple[int, int] = 2) -> None:
         """frozen: only the head trains; top-k: the top k layer groups of each encoder too; joint: all.

@@ -20,11 +20,19 @@ from jftzoo.datasets.records import Record
 BUCKET_BATCHES = 50  # a bucket holds this many batches of records, sorted by text length inside
 
 
-def default_workers() -> int:
-    """One worker up to 4 cores (preprocessing is a few % of a CPU training step), then a quarter of
-    the cores, at most 8: enough to keep a GPU fed without taking the cores the step needs."""
+def default_workers(device: torch.device | str = "cpu") -> int:
+    """Worker processes that can run beside the step without slowing it.
+
+    On a GPU the step leaves the CPU idle: half the cores, at most 8, keep the device fed. On a CPU
+    the step's intra-op threads already use every core (torch's default), so a worker only takes a
+    core from the matmuls for preprocessing worth ~1-2 % of a step: measured slower on the 2-core
+    machine (benchmarks/finetune_speed.py, joint vs joint_inprocess); workers go only to cores torch
+    leaves free (`torch.set_num_threads` below the core count).
+    """
     cores = os.cpu_count() or 1
-    return 1 if cores <= 4 else min(8, cores // 4)
+    if torch.device(device).type == "cuda":
+        return max(1, min(8, cores // 2))
+    return max(0, min(8, cores - torch.get_num_threads()))
 
 
 def plan_batches(n: int, size: int, generator: torch.Generator | None,

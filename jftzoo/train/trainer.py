@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +24,23 @@ from jftzoo.features import FeatureStore
 from jftzoo.train.model import FusionModel
 from jftzoo.train.pipeline import default_workers, plan_batches, preprocessed
 from jftzoo.train.prefix import PrefixInputs, PrefixStore, prefix_unavailable
+from jftzoo.train.recipe import (
+    WeightAverage,
+    check_monitor,
+    class_weights,
+    drop_modalities,
+    encoder_param_groups,
+    monitor_value,
+)
 
-RUNTIME_ONLY = ("seed", "workers")  # per-run or speed-only fields: never part of a configuration's identity
+# per-run fields, and speed options that leave every number bit for bit the same: never part of an identity
+RUNTIME_ONLY = ("seed", "workers", "image_cache")
 # Speed options a mode never reads: left out of its identity, so they do not rename its configurations.
-UNUSED_BY_MODE = {"frozen": ("bucketing", "prefix_cache", "prefix_dtype"), "joint": ("prefix_cache", "prefix_dtype"),
-                  "top-k": ()}
+UNUSED_BY_MODE = {"frozen": ("bucketing", "prefix_cache", "prefix_dtype"),
+                  "joint": ("prefix_cache", "prefix_dtype", "frozen_backend"), "top-k": ("frozen_backend",)}
 
 ProgressCallback = Callable[[dict[str, Any]], None]  # events: {"event": "step"|"epoch", ...}
-SCHEDULERS = ("linear", "exponential")
+SCHEDULERS = ("linear", "cosine", "exponential")
 
 
 class TrainingDivergedError(JftzooError):
@@ -50,9 +59,9 @@ class TrainConfig:
     lr_encoder: float = 2e-5
     lr_head: float = 1e-3
     weight_decay: float = 0.01
-    scheduler: str = "linear"  # linear: warm-up then decay per optimizer step; exponential: x lr_gamma per epoch
+    scheduler: str = "linear"  # linear | cosine: warm-up, then decay per optimizer step; exponential: per epoch
     lr_gamma: float = 0.9  # exponential: the learning rates' factor after each epoch
-    warmup_ratio: float = 0.1  # linear only: linear warm-up over this share of steps, then linear decay
+    warmup_ratio: float = 0.1  # linear, cosine: linear warm-up over this share of steps, then the decay
     grad_clip: float = 1.0
     val_fraction: float = 0.1  # of the training records, stratified, for early stopping
     seed: int = 0
@@ -61,9 +70,27 @@ class TrainConfig:
     bucketing: bool = True  # text batches of similar length (shuffled within buckets), when encoders train
     prefix_cache: bool = True  # top-k: run the frozen lower groups once per record, then only the top per step
     prefix_dtype: str = "float32"  # storage of cached prefix outputs: float32 | float16 (half the memory)
+    image_cache: bool = False  # decode + resize each image once per machine (jftzoo.decoded), not once per epoch
+    frozen_backend: str = "pytorch"  # frozen passes: pytorch | openvino | auto (jftzoo.backends; vision on CPU)
+    # -- recipe (docs/recipes.md; jftzoo.train.recipe) -------------------------------------------------------
+    layer_decay: float | None = None  # encoder group i below the top trains at lr_encoder * layer_decay**i
+    label_smoothing: float = 0.0  # cross-entropy against (1 - s) one-hot + s uniform
+    class_weight: str = "none"  # none | balanced: loss weights n / (C * count) from the training labels
+    modality_dropout: float = 0.0  # share of training records with one modality (text or image) zeroed
+    augment: bool = False  # timm's training transform (random crop, flip, colour) on training images
+    ema: float | None = None  # validate and keep an exponential moving average of the weights (e.g. 0.999)
+    monitor: str = "loss"  # validation figure for early stopping and the best epoch: loss | accuracy | f1_macro |...
+    text_normalizer: str = "none"  # none | tweet (jftzoo.datasets.tweets), applied in fit and predict
 
     def __post_init__(self) -> None:
         check_scheduler(self.scheduler)
+
+
+# Recipe fields added in 0.3: at these values training is exactly what it was before them, so they
+# enter an identity only when set otherwise (earlier results keep their configuration hashes).
+ADDED_LATER = {"layer_decay": None, "label_smoothing": 0.0, "class_weight": "none", "modality_dropout": 0.0,
+               "augment": False, "ema": None, "monitor": "loss", "text_normalizer": "none",
+               "frozen_backend": "pytorch"}
 
 
 def config_identity(config: TrainConfig) -> dict[str, Any]:
@@ -71,7 +98,8 @@ def config_identity(config: TrainConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     skip = {*RUNTIME_ONLY, *UNUSED_BY_MODE.get(config.mode, ())}
-    return {k: v for k, v in asdict(config).items() if k not in skip}
+    return {k: v for k, v in asdict(config).items()
+            if k not in skip and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
 def check_scheduler(name: str) -> None:
@@ -85,18 +113,21 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_
     check_scheduler(config.scheduler)
     if config.scheduler == "exponential":  # the paper's released recipe for its attention head
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma), True
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     total = steps_per_epoch * config.max_epochs
-    return get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total), False
+    make = get_cosine_schedule_with_warmup if config.scheduler == "cosine" else get_linear_schedule_with_warmup
+    return make(optimizer, int(config.warmup_ratio * total), total), False
 
 
 @dataclass
 class TrainResult:
     best_epoch: int
-    best_val_loss: float
+    best_val_loss: float  # the validation loss at the best epoch
     history: list[dict[str, float]] = field(default_factory=list)
     val_ids: list[str] = field(default_factory=list)
+    monitor: str = "loss"
+    best_score: float = float("inf")  # the monitored figure at the best epoch, as minimised (-metric)
 
 
 def autocast_for(device: torch.device) -> Any:
@@ -123,6 +154,35 @@ def carve_validation(records: Sequence[Record], fraction: float, seed: int) -> t
     n_val = max(round(fraction * len(records)), len(classes) if stratify else 1)  # every class in validation
     train, val = train_test_split(records, test_size=n_val, stratify=stratify, random_state=seed)
     return list(train), list(val)
+
+
+@contextlib.contextmanager
+def decoded_cache_lent(encoder: Any) -> Iterator[None]:
+    """Lend `encoder` a DecodedImageCache for the block (forked DataLoader workers inherit it)."""
+    if encoder is None:
+        yield
+        return
+    from jftzoo.decoded import DecodedImageCache
+
+    before = encoder.decoded_cache
+    encoder.decoded_cache = DecodedImageCache()
+    try:
+        yield
+    finally:
+        encoder.decoded_cache = before
+
+
+@contextlib.contextmanager
+def augmenting(encoder: Any) -> Iterator[Callable[[bool], None]]:
+    """A switch for `encoder.augment` (training transform) inside the block; off again after it."""
+    def switch(on: bool) -> None:
+        if encoder is not None:
+            encoder.augment = on
+
+    try:
+        yield switch
+    finally:
+        switch(False)
 
 
 def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
@@ -154,6 +214,7 @@ def predict_proba(
     features: FeatureStore | None = None,
     on_batch: Callable[[FusionModel], None] | None = None,
     workers: int = 0,
+    text_normalizer: str | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, C) in record order.
 
@@ -163,6 +224,7 @@ def predict_proba(
     can read per-batch head state (e.g. gate weights) in the same pass instead of a second one.
     """
     model.eval()
+    records = normalized_texts(records, text_normalizer)
     device = next(model.parameters()).device
     frozen = FrozenInputs(model, records, features) if features is not None else None
     plan = plan_batches(len(records), batch_size, None)
@@ -193,14 +255,26 @@ def _prefix_proba(model: FusionModel, prefix: PrefixInputs, part: str, n: int, b
     return torch.cat(out).numpy()
 
 
-def _mean_loss(model: FusionModel, records: Sequence[Record], index: dict[str, int], batch_size: int,
-               features: FeatureStore | None, workers: int = 0, prefix: PrefixInputs | None = None) -> float:
+def _validate(model: FusionModel, records: Sequence[Record], index: dict[str, int], batch_size: int,
+              features: FeatureStore | None, workers: int = 0,
+              prefix: PrefixInputs | None = None) -> tuple[float, np.ndarray, list[int]]:
+    """(mean validation loss, probabilities, labels) of `records`: early stopping's evidence."""
     if prefix is not None:
         probs = _prefix_proba(model, prefix, "val", len(records), batch_size, next(model.parameters()).device)
     else:
         probs = predict_proba(model, records, batch_size, features, workers=workers)
-    y = torch.tensor([index[r.label] for r in records])
-    return float(F.nll_loss(torch.from_numpy(probs).clamp_min(1e-12).log(), y))
+    y = [index[r.label] for r in records]
+    return float(F.nll_loss(torch.from_numpy(probs).clamp_min(1e-12).log(), torch.tensor(y))), probs, y
+
+
+def normalized_texts(records: Sequence[Record], name: str | None) -> list[Record]:
+    """`records` with their texts through the named normaliser (jftzoo.datasets.tweets); as-is for "none"."""
+    from dataclasses import replace
+
+    from jftzoo.datasets.tweets import normalizer
+
+    f = normalizer(name)
+    return list(records) if f is None else [replace(r, text=f(r.text)) for r in records]
 
 
 def fit(
@@ -232,25 +306,28 @@ def fit(
     event says when the uncached path is taken and why.
     """
     check_scheduler(config.scheduler)
+    check_monitor(config.monitor)  # a bad name fails before any training
     seed_everything(config.seed)
     index = {label: i for i, label in enumerate(labels)}
     if validation:
         train, val = list(records), list(validation)
     else:
         train, val = carve_validation(records, config.val_fraction, config.seed)
+    train, val = normalized_texts(train, config.text_normalizer), normalized_texts(val, config.text_normalizer)
     model.set_mode(config.mode, config.top_k)
-    groups = [{"params": [p for p in model.head.parameters()], "lr": config.lr_head}]
-    encoder_params = model.encoder_parameters()
-    if encoder_params:
-        groups.append({"params": encoder_params, "lr": config.lr_encoder})
+    groups = [{"params": [p for p in model.head.parameters()], "lr": config.lr_head, "name": "head"}]
+    groups += encoder_param_groups(model, config.lr_encoder, config.layer_decay)
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    loss_weight = class_weights([index[r.label] for r in train], len(labels), config.class_weight)
+    drop_generator = torch.Generator().manual_seed(config.seed + 7919)  # its own stream: other draws stay put
     steps_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / config.grad_accum)
     scheduler, per_epoch = make_scheduler(optimizer, config, steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
     device = next(model.parameters()).device
     frozen: FrozenInputs | None = None
     if config.mode == "frozen":
-        features = features if features is not None else FeatureStore(batch_size=max(config.batch_size, 32))
+        features = features if features is not None else FeatureStore(batch_size=max(config.batch_size, 32),
+                                                                      backend=config.frozen_backend)
         frozen = FrozenInputs(model, train, features)
     else:
         features = None  # trained encoders change every step: nothing to reuse
@@ -261,12 +338,21 @@ def fit(
         rank, world = accelerator.process_index, accelerator.num_processes
         device = accelerator.device
     kept = model.head if frozen is not None else model  # frozen encoders never change: keep only the head
-    workers = default_workers() if config.workers is None else config.workers
+    workers = default_workers(device) if config.workers is None else config.workers
     k_text, k_vision = (config.top_k, config.top_k) if isinstance(config.top_k, int) else config.top_k
+    augment = config.augment and model.uses("vision")
+    if augment and (frozen is not None or not model.vision.supports_augment()):
+        augment = False
+        if progress:
+            why = "frozen mode reads cached features" if frozen is not None else \
+                f"encoder {model.vision.name!r} has no training transform"
+            progress({"event": "note", "message": f"image augmentation is off: {why}"})
     prefix: PrefixInputs | None = None
     if config.mode == "top-k":
         why = "turned off (prefix_cache=False, --no-prefix-cache)" if not config.prefix_cache else \
-            "several processes" if world > 1 else prefix_unavailable(model, k_text, k_vision)
+            "several processes" if world > 1 else \
+            "image augmentation changes every image each epoch" if augment else \
+            prefix_unavailable(model, k_text, k_vision)
         if why is None:
             store = prefix_store if prefix_store is not None else PrefixStore(config.prefix_dtype,
                                                                              max(config.batch_size, 32))
@@ -275,63 +361,83 @@ def fit(
             progress({"event": "note", "message": f"top-k runs every layer each step (no prefix cache): {why}"})
     # Length bucketing pays where text is tokenised per step: every mode but frozen.
     lengths = [len(r.text) for r in train] if config.bucketing and frozen is None and model.uses("text") else None
-    result = TrainResult(best_epoch=-1, best_val_loss=float("inf"), val_ids=[r.id for r in val])
+    result = TrainResult(best_epoch=-1, best_val_loss=float("inf"), val_ids=[r.id for r in val],
+                         monitor=config.monitor)
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
-    for epoch in range(config.max_epochs):
-        net.train()
-        optimizer.zero_grad(set_to_none=True)
-        running, seen = 0.0, 0
-        batches = plan_batches(len(train), config.batch_size, generator, lengths)
-        shares = [whole[rank::world] or whole[:1] for whole in batches]  # this process's share of each batch
-        if frozen is not None or prefix is not None:  # nothing to preprocess: outputs are cached
-            stream: Any = ((idx, None, torch.tensor([index[train[i].label] for i in idx])) for idx in shares)
-        else:
-            stream = preprocessed(model.preprocess, train, shares, index, workers, pin_memory=device.type == "cuda")
-        for step, (whole, (idx, batch, y)) in enumerate(zip(batches, stream, strict=True)):
-            weight = 1.0 if whole[rank::world] else 0.0  # a process with no share still joins the all-reduce
-            y = y.to(device)
-            with autocast_for(device):
-                if frozen is not None:
-                    logits = net(*frozen.batch(idx, device))  # (B, C) the head alone on cached outputs
-                elif prefix is not None:  # (B, C) the top k groups and the head on cached prefix outputs
-                    logits = model.forward_prefix(*prefix.batch("train", idx, device), k_text, k_vision)
-                else:
-                    logits = net(_to_device(batch, device))  # (B, C) the whole model
-            loss = F.cross_entropy(logits.float(), y)
-            if loss_hook is not None:
-                loss = loss_hook(loss)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"the training loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}: lower the "
-                    f"learning rates (encoder {config.lr_encoder}, head {config.lr_head}) or check the inputs"
-                )
-            (loss * weight / config.grad_accum).backward()
-            running += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            if (step + 1) % config.grad_accum == 0 or step + 1 == len(batches):
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
-                optimizer.step()
-                if not per_epoch:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            if progress:
-                progress({"event": "step", "epoch": epoch + 1, "step": step + 1, "steps": len(batches),
-                          "loss": float(loss.detach())})
-        if per_epoch:
-            scheduler.step()
-        val_loss = _mean_loss(model, val, index, config.batch_size, features, workers, prefix)
-        result.history.append({"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss})
-        if progress:  # the learning rates the next epoch will use
-            lrs = {f"lr_{n}": g["lr"] for n, g in zip(("head", "encoder"), optimizer.param_groups, strict=False)}
-            progress({"event": "epoch", **result.history[-1], **lrs})
-        if val_loss < result.best_val_loss:
-            result.best_val_loss, result.best_epoch, stale = val_loss, epoch + 1, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
-        else:
-            stale += 1
-        if epoch + 1 >= config.min_epochs and stale >= config.patience:
-            break
+    average = WeightAverage(kept, config.ema) if config.ema is not None else None
+    loss_weight = loss_weight.to(device) if loss_weight is not None else None
+    lend = config.image_cache and prefix is None and frozen is None and model.uses("vision")
+    with decoded_cache_lent(model.vision if lend else None), augmenting(model.vision if augment else None) as aug:
+        for epoch in range(config.max_epochs):
+            net.train()
+            aug(True)  # training images only: validation always sees the eval transform
+            optimizer.zero_grad(set_to_none=True)
+            running, seen = 0.0, 0
+            batches = plan_batches(len(train), config.batch_size, generator, lengths)
+            shares = [whole[rank::world] or whole[:1] for whole in batches]  # this process's share of each batch
+            if frozen is not None or prefix is not None:  # nothing to preprocess: outputs are cached
+                stream: Any = ((idx, None, torch.tensor([index[train[i].label] for i in idx])) for idx in shares)
+            else:
+                stream = preprocessed(model.preprocess, train, shares, index, workers, pin_memory=device.type == "cuda")
+            for step, (whole, (idx, batch, y)) in enumerate(zip(batches, stream, strict=True)):
+                weight = 1.0 if whole[rank::world] else 0.0  # a process with no share still joins the all-reduce
+                y = y.to(device)
+                with autocast_for(device):
+                    model.drop = (config.modality_dropout, drop_generator)  # read by the forwards while training
+                    if frozen is not None:  # (B, C) the head alone on cached outputs
+                        logits = net(*drop_modalities(*frozen.batch(idx, device), *model.drop))
+                    elif prefix is not None:  # (B, C) the top k groups and the head on cached prefix outputs
+                        logits = model.forward_prefix(*prefix.batch("train", idx, device), k_text, k_vision)
+                    else:
+                        logits = net(_to_device(batch, device))  # (B, C) the whole model
+                    model.drop = None
+                loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=config.label_smoothing)
+                if loss_hook is not None:
+                    loss = loss_hook(loss)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"the training loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}: "
+                        f"lower the learning rates (encoder {config.lr_encoder}, head {config.lr_head}) or check the "
+                        "inputs"
+                    )
+                (loss * weight / config.grad_accum).backward()
+                running += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                if (step + 1) % config.grad_accum == 0 or step + 1 == len(batches):
+                    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
+                    optimizer.step()
+                    if average is not None:
+                        average.update()
+                    if not per_epoch:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if progress:
+                    progress({"event": "step", "epoch": epoch + 1, "step": step + 1, "steps": len(batches),
+                              "loss": float(loss.detach())})
+            if per_epoch:
+                scheduler.step()
+            aug(False)
+            if average is not None:
+                average.swap()  # validate (and keep) the averaged weights
+            val_loss, val_probs, val_y = _validate(model, val, index, config.batch_size, features, workers, prefix)
+            score = monitor_value(config.monitor, val_loss, val_probs, val_y, labels)
+            entry = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss}
+            if config.monitor != "loss":
+                entry[f"val_{config.monitor}"] = -score
+            result.history.append(entry)
+            if progress:  # the learning rates the next epoch will use
+                lrs = {f"lr_{n}": g["lr"] for n, g in zip(("head", "encoder"), optimizer.param_groups, strict=False)}
+                progress({"event": "epoch", **result.history[-1], **lrs})
+            if score < result.best_score:
+                result.best_score, result.best_val_loss, result.best_epoch, stale = score, val_loss, epoch + 1, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
+            else:
+                stale += 1
+            if average is not None:
+                average.swap()  # training goes on from the live weights
+            if epoch + 1 >= config.min_epochs and stale >= config.patience:
+                break
     if best_state is not None:
         kept.load_state_dict(best_state)
     model.eval()

@@ -1,0 +1,40 @@
+"""Named training recipes (`--recipe`) and the names the recipe options accept; torch-free, so the
+CLI can list them without importing the trainer.
+
+A recipe is a set of `TrainConfig` fields (and the mode it is meant for); options the user passes
+override its fields. The values and what each costs are measured in docs/recipes.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MONITORS = ("loss", "accuracy", "f1_macro", "f1_weighted", "auc")  # what early stopping and "best epoch" read
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # top-k through the prefix cache: the cheap fine-tuning (docs/speed.md), several epochs affordable
+    "fast": {"mode": "top-k", "top_k": 2, "lr_encoder": 1e-4, "scheduler": "cosine", "max_epochs": 8,
+             "min_epochs": 2, "patience": 3, "monitor": "accuracy", "label_smoothing": 0.1},
+    # joint fine-tuning with the levers that regularise it
+    "best": {"mode": "joint", "lr_encoder": 3e-5, "scheduler": "cosine", "layer_decay": 0.8, "max_epochs": 8,
+             "min_epochs": 2, "patience": 3, "monitor": "accuracy", "label_smoothing": 0.1,
+             "modality_dropout": 0.1, "text_normalizer": "tweet"},
+    # AutoGluon MultiModal's default optimisation (its `optim` config, v1.x) in jftzoo's levers: AdamW at
+    # lr 1e-4 for encoders and head, cosine decay after 10 % warm-up, layer-wise decay 0.9, weight decay
+    # 1e-3, 10 epochs, validation accuracy picks the checkpoint (its top-3 averaging is not reproduced)
+    "automm": {"mode": "joint", "lr_encoder": 1e-4, "lr_head": 1e-4, "scheduler": "cosine", "warmup_ratio": 0.1,
+               "layer_decay": 0.9, "weight_decay": 1e-3, "max_epochs": 10, "patience": 10, "monitor": "accuracy"},
+}
+
+
+def recipe_preset(name: str | None) -> dict[str, Any]:
+    """A copy of the named recipe's fields ({} for None)."""
+    if name is None:
+        return {}
+    if name not in RECIPES:
+        from jftzoo.errors import UsageError, suggest
+
+        hint = suggest(name, list(RECIPES))
+        did = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise UsageError(f"unknown recipe {name!r}.{did} Known: {', '.join(RECIPES)}.")
+    return dict(RECIPES[name])

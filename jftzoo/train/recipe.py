@@ -1,0 +1,123 @@
+"""Recipe levers of the joint trainer: how the one loss is weighted, smoothed and regularised.
+
+Each lever is a `TrainConfig` field and a `train`/`bench` option (docs/recipes.md): layer-wise
+learning-rate decay, class-weighted loss, modality dropout, an exponential moving average of the
+weights, early stopping on a chosen validation metric. They live here, one job each, so the
+trainer's loop stays a loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from jftzoo.encoders.base import EncoderOutput
+from jftzoo.errors import UsageError
+from jftzoo.train.presets import MONITORS
+
+
+def encoder_param_groups(model: Any, lr: float, decay: float | None) -> list[dict[str, Any]]:
+    """The encoders' trainable parameters as optimizer groups.
+
+    Without `decay`: one group at `lr`. With it (layer-wise learning-rate decay, as in ELECTRA and
+    BEiT fine-tuning): each encoder's top layer group trains at `lr`, the one below at `lr * decay`,
+    and so on down, so the lower, more general layers move less than the task-specific top.
+    """
+    if decay is None:
+        params = model.encoder_parameters()
+        return [{"params": params, "lr": lr, "name": "encoder"}] if params else []
+    if not 0 < decay <= 1:
+        raise UsageError(f"layer_decay must be in (0, 1], got {decay}")
+    groups = []
+    for encoder in (model.text, model.vision):
+        if encoder is None:
+            continue
+        layer_groups = encoder.layer_groups()
+        for depth, modules in enumerate(reversed(layer_groups)):  # depth 0: the top group
+            params = [p for m in modules for p in m.parameters() if p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": lr * decay**depth,
+                               "name": f"{encoder.name}/group{len(layer_groups) - 1 - depth}"})
+    return groups
+
+
+def class_weights(y: Sequence[int], n_classes: int, mode: str | None) -> torch.Tensor | None:
+    """Per-class loss weights: None, or scikit-learn's 'balanced' (n / (n_classes * count)) from training labels."""
+    if mode is None or mode == "none":
+        return None
+    if mode != "balanced":
+        raise UsageError(f"class_weight must be 'balanced' or 'none', got {mode!r}")
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(np.asarray(y))
+    weights = np.ones(n_classes, dtype=np.float32)  # a class absent from training cannot be weighed: 1
+    weights[present] = compute_class_weight("balanced", classes=present, y=np.asarray(y))
+    return torch.from_numpy(weights)
+
+
+def drop_modalities(text: EncoderOutput | None, image: EncoderOutput | None, p: float,
+                    generator: torch.Generator) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+    """Modality dropout: for a share `p` of the batch's records, one modality (text or image, even odds)
+    is zeroed (pooled vector and tokens; the mask stays, so attention never sees an empty sequence),
+    so the head learns to predict from either alone, as it must when a post has no image or text."""
+    if p <= 0 or text is None or image is None:
+        return text, image
+    n = text.pooled.shape[0]
+    dropped = torch.rand(n, generator=generator) < p  # (B,)
+    which = torch.rand(n, generator=generator) < 0.5  # (B,) True: drop text, False: drop image
+    keep_text = (~(dropped & which)).to(text.pooled.device, text.pooled.dtype)  # (B,)
+    keep_image = (~(dropped & ~which)).to(image.pooled.device, image.pooled.dtype)  # (B,)
+    return _scaled(text, keep_text), _scaled(image, keep_image)
+
+
+def _scaled(out: EncoderOutput, keep: torch.Tensor) -> EncoderOutput:
+    return EncoderOutput(out.pooled * keep[:, None], out.tokens * keep[:, None, None], out.mask)
+
+
+def check_monitor(name: str) -> None:
+    if name not in MONITORS:
+        from jftzoo.errors import suggest
+
+        hint = suggest(name, MONITORS)
+        did = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise UsageError(f"monitor must be one of {', '.join(MONITORS)}, got {name!r}.{did}")
+
+
+def monitor_value(name: str, loss: float, probs: np.ndarray, y: Sequence[int], labels: Sequence[str]) -> float:
+    """The validation figure early stopping minimises: the loss, or minus a metric (higher is better)."""
+    check_monitor(name)
+    if name == "loss":
+        return loss
+    from jftzoo.train.metrics import evaluate
+
+    value = evaluate(list(y), probs, list(labels)).get(name)
+    return float("inf") if value is None or value != value else -float(value)  # NaN AUC never "improves"
+
+
+class WeightAverage:
+    """An exponential moving average of a module's weights (torch.optim.swa_utils), updated after each
+    optimizer step; `swapped()` puts the average in place for validation and keeping the best."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise UsageError(f"ema must be in (0, 1), e.g. 0.999; got {decay}")
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.module = module
+        self.average = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    def update(self) -> None:
+        self.average.update_parameters(self.module)
+
+    def swap(self) -> None:
+        """Exchange the live weights with the averaged ones (call twice to restore)."""
+        with torch.no_grad():
+            for live, avg in zip(self.module.state_dict().values(), self.average.module.state_dict().values(),
+                                 strict=True):
+                if live.is_floating_point():
+                    tmp = live.clone()
+                    live.copy_(avg)
+                    avg.copy_(tmp)
