@@ -1,0 +1,126 @@
+"""MVSA-Single, the answer table (issue 13): baselines, frozen heads, tuned and fine-tuned rows, both
+split protocols, 5 seeds, with paired comparisons against frozen concat on the same splits.
+
+The runs go through `jftzoo bench` / `jftzoo tune` into one results store (resumable; the commands are
+in benchmarks/results/mvsa_single.md); this script makes the committed table from it:
+
+  python benchmarks/mvsa_single.py [--results benchmarks/results/mvsa_single] [--resamples 1000]
+
+Writes benchmarks/results/mvsa_single.md, mvsa_single.json (exactly `jftzoo results export --format json`)
+and mvsa_single.compare.json. Rows with fewer than 5 seeds make the table PARTIAL, and say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = 5
+PROTOCOL = {"none": "random stratified 8:1:1 (`--groups none`, the literature's protocol)",
+            "near-duplicates": "group-aware 8:1:1 (`--groups near-duplicates`: near-duplicates never cross parts)"}
+PUBLISHED = [("MultiSentiNet", 0.698), ("CoMN", 0.705), ("MGNNS", 0.738), ("CLMLF", 0.753), ("MDSE", 0.762),
+             ("multi-channel (2024)", 0.770)]
+
+
+def setting(record: dict[str, Any]) -> str:
+    """The training fields of a record that differ from TrainConfig's defaults (what makes its row)."""
+    from jftzoo.train.trainer import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    tc = record.get("train_config", {})
+    skip = {"mode", "seed", "head", "min_epochs", "max_epochs"}
+    diff = [f"{k}={v}" for k, v in sorted(tc.items()) if k not in skip and k in defaults and v != defaults[k]]
+    if record["mode"] != "frozen" or tc.get("max_epochs", 10) != 10:
+        diff.insert(0, f"epochs<={tc.get('max_epochs')}")
+    return ", ".join(diff) or "defaults"
+
+
+def fmt(row: dict[str, Any], metric: str) -> str:
+    mean, sd, ci = row.get(f"{metric}_mean"), row.get(f"{metric}_std"), row.get(f"{metric}_ci95")
+    if mean is None:
+        return "—"
+    text = f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
+    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "mvsa_single")
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args()
+
+    from jftzoo.bench.compare import paired_compare
+    from jftzoo.bench.ensemble import ensemble_records
+    from jftzoo.bench.report import summarize, to_json
+    from jftzoo.bench.store import ResultStore
+
+    records = ResultStore(args.results).records()
+    records += ensemble_records([r for r in records if r["mode"] == "frozen"], args.results)
+    rows = [r for r in summarize(records) if not r["outdated"]]
+    by_hash: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_hash.setdefault(r["config_hash"], []).append(r)
+    lines = ["# MVSA-Single: the answer table (MiniLM-L6 + EfficientNet-Lite0)", ""]
+    short = [r for r in rows if r["n_seeds"] < SEEDS]
+    if short:
+        lines += ["**PARTIAL:** rows with fewer than 5 seeds so far: " + "; ".join(
+            f"{r['groups']} {r['mode']} {r['fusion']} ({r['n_seeds']}/5)" for r in short)
+            + ". The commands below resume where they stopped.", ""]
+    comparisons = []
+    for groups in ("none", "near-duplicates"):
+        part = [r for r in rows if r["groups"] == groups]
+        if not part:
+            lines += [f"## {PROTOCOL[groups]}", "", "Not run yet.", ""]
+            continue
+        lines += [f"## {PROTOCOL[groups]}", "",
+                  "| mode | fusion | setting | seeds | accuracy | weighted-F1 | macro-F1 | AUC | val accuracy "
+                  "| train min |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in part:
+            first = by_hash[r["config_hash"]][0]
+            minutes = sum(x.get("train_s", x.get("wall_s", 0.0)) for x in by_hash[r["config_hash"]]) / 60
+            lines.append(f"| {r['mode']} | {r['fusion']} | {setting(first)} | {r['n_seeds']} | "
+                         f"{fmt(r, 'accuracy')} | {fmt(r, 'f1_weighted')} | {fmt(r, 'f1_macro')} | {fmt(r, 'auc')} | "
+                         f"{fmt(r, 'val_accuracy')} | {minutes:.1f} |")
+        lines.append("")
+        base = next((r for r in part if r["fusion"] == "concat" and r["mode"] == "frozen"
+                     and setting(by_hash[r["config_hash"]][0]) == "defaults"), None)
+        if base is None:
+            continue
+        rows_cmp = []
+        for r in part:
+            if r is base or r["fusion"] in ("majority",) or r["fusion"].startswith("ensemble"):
+                continue
+            a, b = by_hash[r["config_hash"]], by_hash[base["config_hash"]]
+            common = {(x["split"]["digest"], x["fold"], x["seed"]) for x in a} & {
+                (x["split"]["digest"], x["fold"], x["seed"]) for x in b}
+            if not common:
+                continue
+            a = [x for x in a if (x["split"]["digest"], x["fold"], x["seed"]) in common]
+            b = [x for x in b if (x["split"]["digest"], x["fold"], x["seed"]) in common]
+            c = paired_compare(args.results, r, base, a, b, "accuracy", args.resamples).to_dict()
+            c["groups"], c["setting"] = groups, setting(a[0])
+            comparisons.append(c)
+            rows_cmp.append(f"| {r['mode']} {r['fusion']} ({c['setting']}) | {c['a_mean']:.3f} | {c['b_mean']:.3f} | "
+                            f"{c['diff']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {c['p_value']:.3f} | "
+                            f"{c['n_pairs']} ({c['n_splits']}) |")
+        lines += ["Paired against frozen concat (defaults) on the same test records: accuracy diff, 95 % CI from a "
+                  f"paired bootstrap within splits, p from a paired permutation test ({args.resamples} resamples).",
+                  "", "| row | accuracy | frozen concat | diff | 95 % CI | p | pairs (splits) |",
+                  "|---|---:|---:|---:|---:|---:|---:|", *rows_cmp, ""]
+    lines += ["Published MVSA-Single accuracies (8:1:1 random splits, larger encoders): "
+              + ", ".join(f"{n} {a:.3f}" for n, a in PUBLISHED) + ".", ""]
+    out = args.results.parent / f"{args.results.name}.md"
+    head = out.read_text(encoding="utf-8").split("<!-- table -->")[0] if out.exists() else ""
+    out.write_text(head + "<!-- table -->\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    (args.results.parent / f"{args.results.name}.json").write_text(to_json(rows) + "\n", encoding="utf-8")
+    (args.results.parent / f"{args.results.name}.compare.json").write_text(json.dumps(comparisons, indent=2) + "\n",
+                                                                           encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
