@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from test_pipeline import model, records
 
 import jftzoo
 from jftzoo.decoded import DecodedImageCache
 from jftzoo.encoders.timm_vision import split_transform
 from jftzoo.train.trainer import RUNTIME_ONLY, TrainConfig, config_identity, fit
-from tests.test_pipeline import model, records
 
 
 def _images(tmp_path: Path, n: int = 3) -> list[Path]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_fusion_training import make_model, subset
 
 from jftzoo.encoders.base import EncoderOutput
 from jftzoo.train.recipe import WeightAverage, class_weights, drop_modalities, encoder_param_groups, monitor_value
 from jftzoo.train.trainer import TrainConfig, config_identity, fit, make_scheduler, predict_proba
-from tests.test_fusion_training import make_model, subset
 
 
 def _steps(cfg: TrainConfig, records=None, labels=None) -> list[float]:
