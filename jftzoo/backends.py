@@ -109,7 +109,9 @@ def frozen_forward(encoder: Encoder, backend: str) -> Forward:
     """The forward that runs `encoder`'s frozen pass under `backend` (a resolved name)."""
     if backend == "pytorch":
         return encoder
-    version = sum(p._version for p in encoder.parameters())  # type: ignore[attr-defined]  # recompile if trained
+    from jftzoo.features import weights_version
+
+    version = weights_version(encoder)  # recompiled if trained since
     known = _compiled.get(encoder)
     if known is None or known[0] != version:
         known = (version, OpenVINOForward(encoder))

@@ -34,6 +34,11 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("jftzoo", appauthor=False))
 
 
+def namespace(encoder_name: str, fingerprint: str) -> str:
+    """`<encoder>/<fingerprint[:24]>`: one folder per encoder and what it computes, for every cache kind."""
+    return f"{_safe(encoder_name)}/{fingerprint[:24]}"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
@@ -61,7 +66,7 @@ class DiskCache:
         self._described: set[str] = set()
 
     def namespace(self, encoder_name: str, fingerprint: str) -> str:
-        return f"{_safe(encoder_name)}/{fingerprint[:24]}"
+        return namespace(encoder_name, fingerprint)
 
     def _path(self, namespace: str, key: str) -> Path:
         return self.root / namespace / key[:2] / f"{key}.safetensors"

@@ -29,14 +29,15 @@ FORMAT = "jftzoo-decoded/1"
 
 def geometry_namespace(encoder_name: str, geometry: str) -> str:
     """Names the entries of one encoder's geometry transform (its repr: sizes, crop, interpolation)."""
-    import re
+    from jftzoo.cache import namespace
 
-    digest = hashlib.sha256(f"{FORMAT}\0{geometry}".encode()).hexdigest()[:24]
-    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', encoder_name)}/{digest}"
+    return namespace(encoder_name, hashlib.sha256(f"{FORMAT}\0{geometry}".encode()).hexdigest())
 
 
 def _pixels_sha(pixels: torch.Tensor) -> str:
-    return hashlib.sha256(f"{tuple(pixels.shape)}\0".encode() + pixels.contiguous().numpy().tobytes()).hexdigest()
+    from jftzoo.features import hash_tensors
+
+    return hash_tensors([("pixels", pixels)])  # the embedding cache's own checksum
 
 
 class DecodedImageCache:

@@ -79,6 +79,11 @@ def weights_digest(module: torch.nn.Module) -> str:
 PREPROCESSING_LIBRARIES = ("torch", "transformers", "timm", "tokenizers", "Pillow")
 
 
+def weights_version(module: torch.nn.Module) -> int:
+    """Changes whenever any parameter is updated in place (torch's version counters): cheap staleness check."""
+    return sum(p._version for p in module.parameters())  # type: ignore[attr-defined]
+
+
 def library_versions() -> dict[str, str | None]:
     """Installed versions of PREPROCESSING_LIBRARIES, read from metadata (nothing imported); None if absent."""
     out: dict[str, str | None] = {}
@@ -149,7 +154,7 @@ class FeatureStore:
         # Hashing the weights costs ~0.3 s for 100 MB; a frozen encoder's weights do not change
         # between calls, but guard on the parameters' version counters so a trained one is re-hashed,
         # and on the preprocessing config so e.g. a new `max_length` never serves stale outputs.
-        version = sum(p._version for p in encoder.parameters())  # type: ignore[attr-defined]
+        version = weights_version(encoder)
         preprocess = json.dumps(encoder.preprocess_config(), sort_keys=True, default=str)
         known = self._fingerprints.get(encoder)
         if known is None or known[0] != version or known[1] != preprocess:

@@ -122,7 +122,7 @@ class Tuning:
         for flag, values in (("--data", c.data), ("--text", c.text), ("--vision", c.vision), ("--mode", c.mode)):
             if len(values) != 1:
                 raise UsageError(f"jftzoo tune searches one setting at a time: give exactly one {flag}")
-        if any(p.name == "fusion" for p in self.space) is False and len(c.fusion) != 1:
+        if not any(p.name == "fusion" for p in self.space) and len(c.fusion) != 1:
             raise UsageError("give one --fusion, or search over heads with --param fusion=A,B")
         for f in c.fusion:
             if f in ("majority", "svm"):

@@ -185,6 +185,16 @@ def augmenting(encoder: Any) -> Iterator[Callable[[bool], None]]:
         switch(False)
 
 
+@contextlib.contextmanager
+def modality_dropout(model: FusionModel, drop: tuple[float, torch.Generator]) -> Iterator[None]:
+    """`model.drop` set for the block: its forwards drop modalities while in training mode, never in eval."""
+    model.drop = drop
+    try:
+        yield
+    finally:
+        model.drop = None
+
+
 def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
     return {m: {k: v.to(device) for k, v in part.items()} for m, part in batch.items()}
 
@@ -318,8 +328,6 @@ def fit(
     groups = [{"params": [p for p in model.head.parameters()], "lr": config.lr_head, "name": "head"}]
     groups += encoder_param_groups(model, config.lr_encoder, config.layer_decay)
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    loss_weight = class_weights([index[r.label] for r in train], len(labels), config.class_weight)
-    drop_generator = torch.Generator().manual_seed(config.seed + 7919)  # its own stream: other draws stay put
     steps_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / config.grad_accum)
     scheduler, per_epoch = make_scheduler(optimizer, config, steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
@@ -366,9 +374,13 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
     average = WeightAverage(kept, config.ema) if config.ema is not None else None
+    loss_weight = class_weights([index[r.label] for r in train], len(labels), config.class_weight)
     loss_weight = loss_weight.to(device) if loss_weight is not None else None
+    # Modality dropout: its own generator (other random draws stay put); the forwards apply it in training only.
+    drop = (config.modality_dropout, torch.Generator().manual_seed(config.seed + 7919))
     lend = config.image_cache and prefix is None and frozen is None and model.uses("vision")
-    with decoded_cache_lent(model.vision if lend else None), augmenting(model.vision if augment else None) as aug:
+    with decoded_cache_lent(model.vision if lend else None), augmenting(model.vision if augment else None) as aug, \
+            modality_dropout(model, drop):
         for epoch in range(config.max_epochs):
             net.train()
             aug(True)  # training images only: validation always sees the eval transform
@@ -384,14 +396,12 @@ def fit(
                 weight = 1.0 if whole[rank::world] else 0.0  # a process with no share still joins the all-reduce
                 y = y.to(device)
                 with autocast_for(device):
-                    model.drop = (config.modality_dropout, drop_generator)  # read by the forwards while training
                     if frozen is not None:  # (B, C) the head alone on cached outputs
-                        logits = net(*drop_modalities(*frozen.batch(idx, device), *model.drop))
+                        logits = net(*drop_modalities(*frozen.batch(idx, device), *drop))
                     elif prefix is not None:  # (B, C) the top k groups and the head on cached prefix outputs
                         logits = model.forward_prefix(*prefix.batch("train", idx, device), k_text, k_vision)
                     else:
                         logits = net(_to_device(batch, device))  # (B, C) the whole model
-                    model.drop = None
                 loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=config.label_smoothing)
                 if loss_hook is not None:
                     loss = loss_hook(loss)
