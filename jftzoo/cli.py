@@ -16,6 +16,7 @@ from rich.table import Table
 
 from jftzoo import __version__
 from jftzoo.bench.commands import recipe_options, speed_options
+from jftzoo.devices import check_device
 from jftzoo.errors import JftzooError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -438,6 +439,7 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     from jftzoo.train.metrics import evaluate
 
     get_spec(text), get_spec(vision), get_fusion_spec(fusion)  # usage errors before any work
+    check_device(device)
     ds = load_dataset(data, on_bad=on_bad, label_policy=label_policy)
 
     # Only options the user gave override the head's preset (attention-paper: the released recipe);
@@ -546,9 +548,10 @@ def _accelerator(device: str, unused_encoder: bool) -> Any:
 @click.option("--data", "data", help="KIND:PATH: predict every record of a dataset.")
 @click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, label, probs}.")
 def predict_cmd(model_dir: str, text: str | None, image: str | None, data: str | None, on_bad: str,
-                batch_size: int, as_json: bool) -> None:
+                batch_size: int, device: str, as_json: bool) -> None:
     """Labels and class probabilities from a model folder written by `jftzoo train`."""
     from jftzoo.datasets import load_dataset
     from jftzoo.datasets.records import Record
@@ -558,9 +561,10 @@ def predict_cmd(model_dir: str, text: str | None, image: str | None, data: str |
         raise UsageError("give either --data or --text with --image, not both")
     if not data and (text is None or not image):
         raise UsageError("give --text and --image for one post, or --data KIND:PATH for a dataset")
+    check_device(device)
     one = [Record("1", text or "", Path(image or ""), "?")]
     records = load_dataset(data, on_bad=on_bad).records if data else one
-    clf = FusionClassifier.load(model_dir)
+    clf = FusionClassifier.load(model_dir, device=device)
     probs = clf.predict_proba(records, batch_size)
     rows = [{"id": r.id, "label": str(clf.classes_[p.argmax()]),  # type: ignore[index]
              "probs": {str(c): float(x) for c, x in zip(clf.classes_, p, strict=True)}}  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jftzoo.devices import check_device
 from jftzoo.errors import UsageError
 
 BASELINES = ("svm", "clip", "majority")  # rows of the grid that are not fusion heads from the registry
@@ -119,6 +120,7 @@ def validate(config: BenchConfig) -> None:
         raise UsageError(f"--folds must be at least 2, got {config.folds}")
     if not config.seeds:
         raise UsageError("--seeds needs at least one seed")
+    check_device(config.device)
     if config.groups not in GROUPINGS:
         hint = suggest(config.groups, GROUPINGS)
         did = f" Did you mean {hint[0]!r}?" if hint else ""
