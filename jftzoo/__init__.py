@@ -37,6 +37,8 @@ __all__ = [
     "WeightsIntegrityError",
     "WeightsUnavailableError",
     "__version__",
+    "explain_dataset",
+    "explain_record",
     "get_encoder",
     "hookimpl",
     "list_encoders",
@@ -49,4 +51,8 @@ def __getattr__(name: str) -> Any:
         from jftzoo.encoders import base
 
         return getattr(base, name)
+    if name in ("explain_dataset", "explain_record"):  # torch and captum: only when asked for
+        from jftzoo import explain
+
+        return getattr(explain, name)
     raise AttributeError(f"module 'jftzoo' has no attribute {name!r}")

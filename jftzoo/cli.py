@@ -588,6 +588,9 @@ def _register_bench() -> None:
 
     register(cli)
     register_tune(cli)
+    from jftzoo.commands.explain import register as register_explain
+
+    register_explain(cli)
 
 
 _register_bench()

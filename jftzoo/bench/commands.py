@@ -87,14 +87,15 @@ class _BenchProgress:
 def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
     from rich.table import Table
 
-    from jftzoo.bench.report import TABLE_COLUMNS, best_in_columns, protocol_line, table_cells
+    from jftzoo.bench.report import TABLE_COLUMNS, best_in_columns, protocol_line, table_cells, table_columns
 
     best = best_in_columns(rows)
     table = Table(title=f"{dataset} — {protocol_line(rows)}", title_justify="left")
-    for i, name in enumerate(TABLE_COLUMNS):
+    columns = table_columns(rows)
+    for i, name in enumerate(columns):
         table.add_column(name, justify="right" if i >= 5 else "left")
     for i, r in enumerate(rows):
-        cells = table_cells(r, best, i, lambda t: f"[bold green]{t}[/bold green]")
+        cells = table_cells(r, best, i, lambda t: f"[bold green]{t}[/bold green]", len(columns) > len(TABLE_COLUMNS))
         if r["status"] != "ok":
             cells[2] = f"[yellow]{cells[2]}[/yellow]"
         table.add_row(*cells)
@@ -102,13 +103,15 @@ def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
 
 
 def _print_tables(rows: list[dict[str, Any]]) -> None:
-    from jftzoo.bench.report import NOTES
+    from jftzoo.bench.report import NOTES, SHARE_NOTE
 
     out, _ = _consoles()
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         out.print(_table([r for r in rows if r["dataset"] == dataset], dataset))
     for note in NOTES:
         out.print(note, highlight=False)
+    if any(r.get("text_share") is not None for r in rows):
+        out.print(SHARE_NOTE, highlight=False)
     if any(r["weights"] == "random" for r in rows):
         out.print("(random) = built with random weights (--random-init): exercises the grid, not a result.")
     if any(r.get("outdated") for r in rows):
@@ -258,6 +261,9 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
 @click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
 @ENSEMBLE_OPTION
+@click.option("--explain", "explain", is_flag=True,
+              help="Add a 'text share' column: the text's share of the modality Shapley values on each test part "
+                   "(docs/explain.md). Records finished without it show —.")
 @recipe_options
 def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[str], modes: Sequence[str],
               datas: Sequence[str], protocol: str, folds: int | None, split: str | None, groups: str,
@@ -266,7 +272,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
-              ensemble: bool, recipe: dict[str, Any]) -> None:
+              ensemble: bool, explain: bool, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
@@ -290,7 +296,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         seeds=_seeds(seeds), epochs=epochs, batch_size=batch_size, top_k=top_k, random_init=random_init,
         device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
         train={**train, **_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
-                                               frozen_backend)},
+                                               frozen_backend)}, explain=explain,
     )
     if protocol == "paper":
         if fusions or modes:

@@ -82,6 +82,8 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
         row["wall_s"] = float(sum(r.get("wall_s", 0.0) for r in recs))
         row["samples_per_s"] = _clean(float(np.mean([r["samples_per_s"] for r in recs if r.get("samples_per_s")])))\
             if any(r.get("samples_per_s") for r in recs) else None
+        shares = [r["explain"]["text_share"] for r in recs if r.get("explain")]
+        row["text_share"] = float(np.mean(shares)) if shares else None  # bench --explain: mean over splits
         row["status"] = "ok"
         rows.append(row)
     for status, problems in (("unavailable", unavailable or {}), ("failed", failed or {})):
@@ -152,13 +154,22 @@ def splits_label(row: dict[str, Any]) -> str:
     return f"{row['n_splits']}{nan}"
 
 
+SHARE_NOTE = ("text share (bench --explain): the text's share of the modality Shapley values of the predicted "
+              "class's probability, pooled over each split's test records (an absent modality: the training part's "
+              "mean embedding for frozen encoders, an empty text / a grey image through fine-tuned ones; "
+              "docs/explain.md), mean over splits; image share = 1 - it.")
 TABLE_COLUMNS = ("text", "vision", "fusion", "mode", "config", "n", "accuracy", "macro-F1", "weighted-F1", "AUC",
                  "val accuracy", "cost")
 TABLE_METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
 
 
-def table_cells(row: dict[str, Any], best: dict[str, int], index: int, bold: Any) -> list[str]:
-    """The cells of one table row, shared by the Markdown and terminal tables."""
+def table_columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """TABLE_COLUMNS, with "text share" when any row was explained (bench --explain)."""
+    return TABLE_COLUMNS + (("text share",) if any(r.get("text_share") is not None for r in rows) else ())
+
+
+def table_cells(row: dict[str, Any], best: dict[str, int], index: int, bold: Any, share: bool = False) -> list[str]:
+    """The cells of one table row, shared by the Markdown and terminal tables; `share`: the text-share column."""
     cells = [encoder_label(row["text"], row.get("text_weights")),
              encoder_label(row["vision"], row.get("vision_weights")), fusion_label(row), row["mode"],
              (row.get("config_hash") or "—")[:8], splits_label(row)]
@@ -166,6 +177,8 @@ def table_cells(row: dict[str, Any], best: dict[str, int], index: int, bold: Any
         text = fmt_stat(row, m)
         cells.append(bold(text) if best.get(m) == index and row.get(f"{m}_mean") is not None else text)
     cells += [fmt_mean_std(row, "val_accuracy"), fmt_seconds(row["wall_s"])]
+    if share:
+        cells.append("—" if row.get("text_share") is None else f"{row['text_share']:.2f}")
     return cells
 
 
@@ -181,13 +194,17 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         part = [r for r in rows if r["dataset"] == dataset]
         best = best_in_columns(part)
+        columns = table_columns(part)
+        share = len(columns) > len(TABLE_COLUMNS)
         out += [f"### {dataset}", "", protocol_line(part), "",
-                "| " + " | ".join(TABLE_COLUMNS) + " |",
-                "|---|---|---|---|---|" + "---:|" * (len(TABLE_COLUMNS) - 5)]
+                "| " + " | ".join(columns) + " |",
+                "|---|---|---|---|---|" + "---:|" * (len(columns) - 5)]
         for i, r in enumerate(part):
-            out.append("| " + " | ".join(table_cells(r, best, i, lambda t: f"**{t}**")) + " |")
+            out.append("| " + " | ".join(table_cells(r, best, i, lambda t: f"**{t}**", share)) + " |")
         out.append("")
         out += list(NOTES)
+        if share:
+            out.append(f"\n{SHARE_NOTE}")
         if any(r["weights"] == "random" for r in part):
             out.append("\n`(random)`: built with random weights (--random-init) — exercises the grid, not a result.")
         if any(r.get("outdated") for r in part):

@@ -398,6 +398,8 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
         extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history}
         if gates:  # mean gate weights (text, image) over the test records: how much each modality counted
             extra["gate_weights_test_mean"] = [float(x) for x in torch.cat(gates).mean(0)]
+        if config.explain:
+            extra["explain"] = _explain(model, train, test, batch, shared, tc.text_normalizer)
         del model
     y_test, y_val = [index[r.label] for r in test], [index[r.label] for r in val]
     metrics = evaluate(y_test, probs, labels)
@@ -411,6 +413,26 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
     test_preds = Predictions(labels, [r.id for r in test], y_test, np.asarray(probs, dtype=np.float32))
     val_preds = Predictions(labels, [r.id for r in val], y_val, np.asarray(val_probs, dtype=np.float32))
     return record, test_preds, val_preds
+
+
+def _explain(model: Any, train: list, test: list, batch_size: int, features: Any, normalizer: str
+             ) -> dict[str, Any]:
+    """bench --explain: the text's pooled share of the modality Shapley values on the test part (the
+    `auto` baseline: the training part's mean embeddings for frozen encoders, empty/grey inputs else)."""
+    from jftzoo.explain.coalitions import baseline_outputs, coalition_probs, resolve_baseline
+    from jftzoo.explain.shapley import pooled_share, shapley
+    from jftzoo.train.trainer import normalized_texts
+
+    records, reference = normalized_texts(test, normalizer), normalized_texts(train, normalizer)
+    kind = resolve_baseline(model, "auto", True)
+    bases = baseline_outputs(model, kind, reference, batch_size, features=features)
+    co = coalition_probs(model, records, bases, batch_size, features=features)
+    pred = co.probs["both"].argmax(1)
+    rows = range(len(pred))
+    phi = shapley({c: p[rows, pred] for c, p in co.probs.items()})
+    share = pooled_share(phi)
+    return {"text_share": share, "image_share": 1 - share, "baseline": kind,
+            "shapley_mean": {"text": float(phi.text.mean()), "image": float(phi.image.mean())}}
 
 
 def train_and_validate(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, labels: list[str],

@@ -102,6 +102,40 @@ class Encoder(nn.Module):
         """Whether `preprocess` has a random training transform to use while `augment` is set."""
         return False
 
+    # -- attribution (jftzoo explain) ---------------------------------------------------------------
+    def attribution_layer(self) -> nn.Module | None:
+        """Text encoders: the module whose per-token output integrated gradients attribute to (the token
+        embeddings); None when word attributions are not offered. Vision encoders attribute to pixels."""
+        return None
+
+    def attribution_baseline(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Text encoders: `batch` with every word piece replaced by padding (special tokens kept), the
+        "no words" end of the integrated-gradients path."""
+        raise NotImplementedError(f"encoder {self.name!r} offers no attribution baseline")
+
+    def word_spans(self, text: str) -> list[tuple[str, list[int]]]:
+        """Text encoders: (word, positions of its word pieces in `preprocess([text])`) per word, in order."""
+        raise NotImplementedError(f"encoder {self.name!r} cannot map word pieces back to words")
+
+    def region_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Vision encoders: the last spatial features of `batch` (one position per image region), which
+        `from_region_features` turns into this encoder's output; None when the encoder has no such split
+        (attributions then go to the pixels)."""
+        return None
+
+    def from_region_features(self, features: torch.Tensor) -> EncoderOutput:
+        """What `forward` returns, from `region_features`' tensor (differentiable)."""
+        raise NotImplementedError(f"encoder {self.name!r} has no region features")
+
+    def region_grid(self, values: torch.Tensor) -> torch.Tensor:
+        """A per-feature tensor shaped like one item of `region_features` -> (rows, columns) per region."""
+        raise NotImplementedError(f"encoder {self.name!r} has no region features")
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """Vision encoders: the (left, top, right, bottom) box of an image of `size` (width, height) that the
+        encoder sees after its eval transform (the centre crop); the whole image unless it crops."""
+        return 0.0, 0.0, float(size[0]), float(size[1])
+
     def set_memory_format(self, fmt: str) -> None:
         """Layout of weights and inputs ("contiguous" or "channels_last"); same outputs, different speed."""
         if fmt != "contiguous":

@@ -132,6 +132,33 @@ class HFTextEncoder(Encoder):
                 "pooling": self.pooling, "normalize": self.normalize,
                 "lowercase": bool(getattr(tok, "do_lower_case", False)), "inputs": self._inputs}
 
+    # -- attribution (jftzoo explain) -------------------------------------------------------------
+    def attribution_layer(self) -> nn.Module | None:
+        return self.model.get_input_embeddings()
+
+    def attribution_baseline(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tok = self.tokenizer
+        ids = batch["input_ids"]  # (B, N)
+        special = torch.tensor([[i in tok.all_special_ids for i in row] for row in ids.tolist()], dtype=torch.bool)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        return {**batch, "input_ids": torch.where(special, ids, torch.full_like(ids, pad))}
+
+    def word_spans(self, text: str) -> list[tuple[str, list[int]]]:
+        enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
+        spans: dict[int, list[int]] = {}
+        bounds: dict[int, tuple[int, int]] = {}
+        if getattr(enc, "is_fast", False):
+            for pos, (word, (start, end)) in enumerate(zip(enc.word_ids(), enc["offset_mapping"], strict=True)):
+                if word is None:  # special tokens
+                    continue
+                spans.setdefault(word, []).append(pos)
+                lo, hi = bounds.get(word, (start, end))
+                bounds[word] = (min(lo, start), max(hi, end))
+            return [(text[bounds[w][0]:bounds[w][1]], spans[w]) for w in sorted(spans)]
+        special = set(self.tokenizer.all_special_ids)  # a slow tokenizer: each word piece is its own "word"
+        return [(self.tokenizer.convert_ids_to_tokens(i), [pos]) for pos, i in enumerate(enc["input_ids"])
+                if i not in special]
+
     # -- model ----------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # type: ignore[override]
         ids = batch["input_ids"]  # (B, N)

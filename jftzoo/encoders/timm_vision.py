@@ -8,6 +8,7 @@ Spec options understood by `build`:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,31 @@ class TimmVisionEncoder(Encoder):
 
     def supports_augment(self) -> bool:
         return True
+
+    def region_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        # (B, C, h, w) | (B, h, w, C) | (B, N, C)
+        return self.model.forward_features(self._layout(batch["pixel_values"]))
+
+    def from_region_features(self, features: torch.Tensor) -> EncoderOutput:
+        return self._outputs(features)
+
+    def region_grid(self, values: torch.Tensor) -> torch.Tensor:
+        if values.ndim == 3:  # a feature map: (C, h, w), or (h, w, C) for NHWC models
+            return values.sum(-1) if self.nhwc_features else values.sum(0)
+        per_token = values.sum(-1)[int(getattr(self.model, "num_prefix_tokens", 0)):]  # (N,) patches only
+        side = math.isqrt(per_token.numel())
+        return per_token[: side * side].view(side, side)
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """timm's eval geometry: the shorter side scaled to input / crop_pct, then a centred input-sized crop."""
+        w, h = size
+        side = self.data_config["input_size"][-1]
+        crop_pct = float(self.data_config.get("crop_pct") or 1.0)
+        if self.data_config.get("crop_mode", "center") != "center":
+            return super().view_box(size)
+        scale = (side / crop_pct) / min(w, h)  # original pixels -> resized pixels
+        cw = ch = side / scale  # the crop, in original pixels
+        return (w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2
 
     @property
     def train_transform(self) -> Any:

@@ -55,6 +55,12 @@ class FusionHead(nn.Module):
     def forward(self, text: EncoderOutput | None, image: EncoderOutput | None) -> torch.Tensor:  # type: ignore[override]
         raise NotImplementedError
 
+    def modality_weights(self, text: EncoderOutput | None, image: EncoderOutput | None) -> torch.Tensor | None:
+        """(B, 2) how much this head itself weighs text and image for each item (rows sum to 1), for
+        heads that weigh modalities (gates, attention); None for the rest. `jftzoo explain` shows them
+        beside the Shapley shares: a weight is what the head reads, not what changes its answer."""
+        return None
+
 
 class ConcatHead(FusionHead):
     """Concatenation + feed-forward: the paper's 'ResNet+DistilBERT' baseline."""
@@ -124,6 +130,14 @@ class AttentionHead(ConcatHead):
         seq = self.encoder(seq + self.modality_embed)  # (B, 2, d)
         return self.classifier(seq.flatten(1))  # (B, 2d) -> (B, C)
 
+    def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
+        """The first layer's attention to the text and image tokens, averaged over heads and both queries."""
+        seq = torch.stack([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=1) + self.modality_embed
+        layer = self.encoder.layers[0]
+        x = layer.norm1(seq) if layer.norm_first else seq
+        _, attn = layer.self_attn(x, x, x, need_weights=True, average_attn_weights=True)  # (B, 2, 2)
+        return attn.mean(1)  # (B, 2): text, image
+
 
 class CrossAttentionHead(FusionHead):
     """A small transformer over [CLS_fuse; text tokens; image tokens] with padding masks."""
@@ -152,6 +166,20 @@ class CrossAttentionHead(FusionHead):
         out = self.encoder(seq, src_key_padding_mask=~keep)  # (B, 1 + Nt + Nv, d)
         return self.classifier(out[:, 0])  # (B, C)
 
+    def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
+        """The first layer's attention from the fusion token to all text tokens vs all image tokens
+        (averaged over heads), renormalised without the fusion token's attention to itself."""
+        b, nt = text.tokens.shape[0], text.tokens.shape[1]
+        t = self.text_proj(text.tokens) + self.type_embed[1]  # (B, Nt, d)
+        v = self.image_proj(image.tokens) + self.type_embed[2]  # (B, Nv, d)
+        seq = torch.cat([self.cls.expand(b, 1, -1) + self.type_embed[0], t, v], dim=1)  # (B, 1 + Nt + Nv, d)
+        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=seq.device), text.mask, image.mask], dim=1)
+        layer = self.encoder.layers[0]
+        x = layer.norm1(seq) if layer.norm_first else seq
+        _, attn = layer.self_attn(x[:, :1], x, x, key_padding_mask=~keep, need_weights=True)  # (B, 1, 1 + Nt + Nv)
+        mass = torch.stack([attn[:, 0, 1:1 + nt].sum(-1), attn[:, 0, 1 + nt:].sum(-1)], dim=-1)  # (B, 2)
+        return mass / mass.sum(-1, keepdim=True).clamp(min=1e-12)
+
 
 class GatedHead(FusionHead):
     """A learned per-sample weight for each modality; `last_weights` (B, 2) says how much each counted."""
@@ -170,6 +198,10 @@ class GatedHead(FusionHead):
         self.last_weights = w.detach()
         fused = w[:, :1] * t + w[:, 1:] * v  # (B, d)
         return self.classifier(fused)
+
+    def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
+        t, v = self.text_proj(text.pooled), self.image_proj(image.pooled)  # (B, d) each
+        return self.gate(torch.cat([t, v], dim=-1)).softmax(-1)  # (B, 2): text, image
 
 
 class LateFusionHead(FusionHead):

@@ -1,0 +1,164 @@
+"""The four coalition forwards of a fitted model: each modality present, or replaced by its baseline.
+
+Two baselines for an absent modality (`BASELINES`), and ``auto`` to pick one:
+
+- ``mean``: the mean embedding of a reference set (the training part when a split is known, else
+  the explained records): the pooled mean, and for heads that read tokens the mean token as a
+  one-token sequence. ``auto`` picks it for frozen encoders: their embeddings of real posts are what
+  the head was trained on, and a grey image or an empty text can lie far outside them.
+- ``input``: what the model sees for "nothing": an empty text and a mid-grey image, each through the
+  (fine-tuned or frozen) encoder. ``auto`` picks it for fine-tuned encoders (top-k, joint), whose
+  embedding space moved during training, and where no reference records are at hand.
+
+The head runs on the encoders' outputs with the absent modality's output swapped for the baseline's,
+so the encoders run once per record, not four times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from jftzoo.datasets.records import Record
+from jftzoo.encoders.base import EncoderOutput
+from jftzoo.errors import UsageError
+from jftzoo.explain.shapley import COALITIONS
+
+BASELINES = ("input", "mean")
+CHOICES = ("auto", *BASELINES)
+GREY = (128, 128, 128)  # the mid-grey image of the "input" baseline
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Coalitions:
+    """Class probabilities of each coalition, in record order."""
+
+    probs: dict[str, np.ndarray]  # coalition -> (N, C)
+    weights: np.ndarray | None  # (N, 2) the head's own text/image weights with both present, if it has any
+
+
+def _expand(out: EncoderOutput, b: int) -> EncoderOutput:
+    """A one-item baseline output repeated for a batch of b."""
+    return EncoderOutput(out.pooled.expand(b, -1), out.tokens.expand(b, -1, -1), out.mask.expand(b, -1))
+
+
+def _encode(model: torch.nn.Module, records: Sequence[Record], device: torch.device
+            ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+    batch = model.preprocess([r.text for r in records], [r.image for r in records])
+    text = model.text({k: v.to(device) for k, v in batch["text"].items()}) if "text" in batch else None
+    image = model.vision({k: v.to(device) for k, v in batch["vision"].items()}) if "vision" in batch else None
+    return text, image
+
+
+def _batches(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def frozen_encoders(model: torch.nn.Module) -> bool:
+    """Whether no encoder weight trains (frozen mode): what `auto` decides by."""
+    return not any(p.requires_grad for enc in (model.text, model.vision) if enc is not None for p in enc.parameters())
+
+
+def resolve_baseline(model: torch.nn.Module, kind: str, has_reference: bool) -> str:
+    """`kind`, with "auto" made concrete: mean for frozen encoders with reference records, else input."""
+    if kind not in CHOICES:
+        from jftzoo.errors import suggest
+
+        hint = suggest(kind, CHOICES)
+        raise UsageError(f"unknown baseline {kind!r}.{' Did you mean ' + repr(hint[0]) + '?' if hint else ''} "
+                         f"Baselines: {', '.join(CHOICES)}")
+    if kind != "auto":
+        return kind
+    return "mean" if has_reference and frozen_encoders(model) else "input"
+
+
+def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Record] | None = None,
+                     batch_size: int = 32, progress: Progress | None = None, features: Any = None
+                     ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+    """The (1-item) outputs that stand for an absent text and an absent image (`kind`: input or mean).
+    `features` (a FeatureStore) serves frozen encoders' outputs of the reference records."""
+    from PIL import Image
+
+    from jftzoo.train.trainer import FrozenInputs
+
+    kind = resolve_baseline(model, kind, bool(reference))
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.inference_mode():
+        if kind == "input":
+            size = 224
+            if model.vision is not None:
+                size = int(getattr(model.vision, "data_config", {}).get("input_size", (3, 224, 224))[-1])
+            grey = Record("baseline", "", Image.new("RGB", (size, size), GREY), "?")
+            return _encode(model, [grey], device)
+        if not reference:
+            raise UsageError("the 'mean' baseline needs reference records (e.g. the training part of the split)")
+        sums: dict[str, list[torch.Tensor]] = {}
+        n = len(reference)
+        frozen = FrozenInputs(model, reference, features) if features is not None else None
+        for part in _batches(n, batch_size):
+            outs = frozen.batch(list(part), device) if frozen is not None else \
+                _encode(model, [reference[i] for i in part], device)
+            for name, out in zip(("text", "image"), outs, strict=True):
+                if out is None:
+                    continue
+                w = out.mask.unsqueeze(-1).to(out.tokens.dtype)  # (B, N, 1)
+                token = (out.tokens * w).sum(1) / w.sum(1).clamp(min=1)  # (B, Dt) each item's mean token
+                acc = sums.setdefault(name, [torch.zeros_like(out.pooled[0]), torch.zeros_like(token[0])])
+                acc[0] += out.pooled.float().sum(0).to(acc[0].dtype)
+                acc[1] += token.float().sum(0).to(acc[1].dtype)
+            if progress is not None:
+                progress(part.stop, n)
+
+    def mean(name: str) -> EncoderOutput | None:
+        if name not in sums:
+            return None
+        pooled, token = sums[name]
+        return EncoderOutput(pooled=(pooled / n).unsqueeze(0), tokens=(token / n).view(1, 1, -1),
+                             mask=torch.ones(1, 1, dtype=torch.bool, device=device))
+
+    return mean("text"), mean("image")
+
+
+def coalition_probs(model: torch.nn.Module, records: Sequence[Record],
+                    baselines: tuple[EncoderOutput | None, EncoderOutput | None], batch_size: int = 32,
+                    progress: Progress | None = None, features: Any = None) -> Coalitions:
+    """Probabilities of every coalition for every record: one encoder pass, four head passes per batch.
+    `features` (a FeatureStore) serves frozen encoders' outputs instead of running them again."""
+    from jftzoo.train.trainer import FrozenInputs
+
+    device = next(model.parameters()).device
+    frozen = FrozenInputs(model, records, features) if features is not None else None
+    model.eval()
+    text_base, image_base = baselines
+    probs: dict[str, list[torch.Tensor]] = {c: [] for c in COALITIONS}
+    weights: list[torch.Tensor] = []
+    n = len(records)
+    with torch.inference_mode():
+        for part in _batches(n, batch_size):
+            if frozen is not None:
+                text, image = frozen.batch(list(part), device)
+            else:
+                text, image = _encode(model, [records[i] for i in part], device)
+            b = len(part)
+            absent_text = _expand(text_base, b) if text_base is not None else None
+            absent_image = _expand(image_base, b) if image_base is not None else None
+            for coalition in COALITIONS:
+                t = text if coalition in ("text", "both") else absent_text
+                v = image if coalition in ("image", "both") else absent_image
+                probs[coalition].append(model.head(t, v).float().softmax(-1).cpu())  # (B, C)
+            weigh = getattr(model.head, "modality_weights", None)  # third-party heads may lack it
+            w = weigh(text, image) if weigh is not None else None
+            if w is not None:
+                weights.append(w.float().cpu())  # (B, 2)
+            if progress is not None:
+                progress(part.stop, n)
+    c = model.head.cfg.n_classes
+    return Coalitions(probs={k: torch.cat(v).numpy() if v else np.zeros((0, c), np.float32) for k, v in probs.items()},
+                      weights=torch.cat(weights).numpy() if weights else None)
