@@ -490,19 +490,26 @@ def train_cmd(text: str, vision: str, fusion: str, mode: str, top_k: int, data: 
     clf = make()
     accelerator = _accelerator(device, unused_encoder=len(get_fusion_spec(fusion).modalities) < 2)
     main_process = accelerator is None or accelerator.is_main_process
+    features = None
+    if mode == "frozen":  # frozen embeddings come from (and go to) the same disk cache as the bench's
+        from jftzoo.cache import DiskCache
+        from jftzoo.features import FeatureStore
+
+        features = FeatureStore(cache=DiskCache(), batch_size=max(batch_size, 32),
+                                backend=given.get("frozen_backend", "pytorch"))
     # Labels come from the dataset's fixed label set, so every split uses the same class indices.
     clf.fit(ds.subset(part["train"]), progress=_TrainProgress(not as_json and main_process, epochs),
-            validation=part["val"] or None, accelerator=accelerator)
+            validation=part["val"] or None, accelerator=accelerator, features=features)
     if not main_process:
         return  # only the first process evaluates, saves and prints
     weights = _weights_label({m: ("pretrained" if enc.pretrained else "random")
                               for m, enc in (("text", clf.model_.text), ("vision", clf.model_.vision))})
-    probs = clf.predict_proba(part["test"])
+    probs = clf.predict_proba(part["test"], features=features)
     index = {c: i for i, c in enumerate(clf.classes_)}
     metrics = evaluate([index[r.label] for r in part["test"]], probs, list(clf.classes_))
     val_metrics = None
     if part["val"]:  # the figures a choice between runs may use; test is only reported
-        val_probs = clf.predict_proba(part["val"])
+        val_probs = clf.predict_proba(part["val"], features=features)
         val_metrics = evaluate([index[r.label] for r in part["val"]], val_probs, list(clf.classes_))
     clf.metrics_ = {"test": metrics, "val": val_metrics, "split": {"ratio": ratio, "seed": seed, "dataset": ds.name,
                                                "checksum": split.checksum, "groups": split.groups,

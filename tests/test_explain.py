@@ -198,6 +198,7 @@ def test_explain_cli_on_a_dataset(model_dir, tmp_path) -> None:
     payload = json.loads(result.output)
     assert {"modality_shares", "per_class", "ablation", "modality_weights"} <= set(payload)
     assert payload["n"] == 10 and "test part" in payload["data"]
+    assert payload["baseline"] == "mean"  # auto: a frozen model, with its split's training part as reference
     assert payload["modality_shares"]["text"] + payload["modality_shares"]["image"] == pytest.approx(1.0)
     assert set(payload["ablation"]) == {"both", "text only", "image only"}
     assert len(payload["cards"]) == 1 and (out / "shares.png").is_file()

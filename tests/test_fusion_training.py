@@ -279,10 +279,12 @@ def test_a_preset_head_saves_and_loads_its_effective_training_config(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(records[:4]), clf.predict_proba(records[:4]))
 
 
-def test_train_and_predict_cli(tmp_path):
+def test_train_and_predict_cli(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from jftzoo.cli import cli
+
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))  # frozen train fills the disk cache
 
     records, _ = subset()
     root = tmp_path / "posts"
@@ -300,6 +302,8 @@ def test_train_and_predict_cli(tmp_path):
     summary = json.loads(res.output)
     assert summary["weights"] == "pretrained" and summary["test_records"] == 3 and 0 <= summary["accuracy"] <= 1
     assert (out / "model.safetensors").is_file() and (out / "split.json").is_file()
+    cached = {p.relative_to(tmp_path / "cache").parts[1] for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    assert {"minilm", "efficientnet_lite0"} <= cached, cached  # the bench's embedding cache, shared
     config = json.loads((out / "config.json").read_text())
     assert config["metrics"]["test"]["n"] == 3 and config["labels"] == ["negative", "neutral", "positive"]
     res = CliRunner().invoke(cli, ["predict", str(out), "--data", data, "--json"])

@@ -261,6 +261,9 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
 @click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
 @ENSEMBLE_OPTION
+@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="Bad records (an unreadable image, an unknown label...): stop with the list, or leave them out "
+                   "and list them in OUT/bad_records.json.")
 @click.option("--explain", "explain", is_flag=True,
               help="Add a 'text share' column: the text's share of the modality Shapley values on each test part "
                    "(docs/explain.md). Records finished without it show —.")
@@ -272,7 +275,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
-              ensemble: bool, explain: bool, recipe: dict[str, Any]) -> None:
+              ensemble: bool, on_bad: str, explain: bool, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
@@ -296,7 +299,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         seeds=_seeds(seeds), epochs=epochs, batch_size=batch_size, top_k=top_k, random_init=random_init,
         device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
         train={**train, **_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
-                                               frozen_backend)}, explain=explain,
+                                               frozen_backend)}, explain=explain, on_bad=on_bad,
     )
     if protocol == "paper":
         if fusions or modes:
@@ -341,6 +344,11 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
             _print_paper(table)
         else:
             _print_tables(rows)
+    for data, problems in report.bad_records.items():
+        shown = "; ".join(str(p) for p in problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10
+                                                             else "")
+        stderr.print(f"{len(problems)} bad record(s) of {data} left out (--on-bad skip): {shown}. All listed in "
+                     f"{report.bad_records_file}", highlight=False)
     passes = ", ".join(f"{k} {v}" for k, v in sorted(report.encoder_passes.items())) or "none"
     stderr.print(
         f"{report.new_records} new record(s), {report.skipped_records} already in {out / 'results.jsonl'}; "

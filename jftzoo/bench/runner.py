@@ -7,6 +7,8 @@ everything that determines it, so a re-run (or a run after a crash) skips finish
 from __future__ import annotations
 
 import copy
+import json
+import pathlib
 import platform
 import resource
 import sys
@@ -35,6 +37,8 @@ class BenchReport:
     new_records: int = 0
     skipped_records: int = 0
     wall_s: float = 0.0
+    bad_records: dict[str, list[Any]] = field(default_factory=dict)  # dataset -> Problems left out (--on-bad skip)
+    bad_records_file: str | None = None  # where they are listed, beside the results
 
 
 def versions() -> dict[str, str]:
@@ -50,7 +54,7 @@ def load_bench_dataset(data: str, config: BenchConfig) -> Any:
 
     spec = get_dataset_spec(parse_data_arg(data)[0])
     options = {"label_policy": config.label_policy} if "label_policy" in spec.options else {}
-    return load_dataset(data, **options)
+    return load_dataset(data, on_bad=config.on_bad, **options)
 
 
 def subsample(ds: Any, limit: int | None, seed: int) -> Any:
@@ -202,12 +206,22 @@ def run_bench(
     for data in config.data:
         ds_cells = [c for c in cells if c.dataset == data]
         full = load_bench_dataset(data, config)  # read (and every image checked) once, whatever the seeds
+        if full.skipped:
+            report.bad_records[data] = list(full.skipped)
         fixed = split_from_files(full, given) if given else None
         for seed in config.seeds:
             ds = full if fixed is not None else subsample(full, config.limit, seed)
             split = fixed if fixed is not None else make_split(ds, config, seed)
             manifest, digest = write_manifest(out_dir, split)
             plans.append((data, seed, ds, split, manifest, digest, ds_cells))
+    if report.bad_records:  # the same report as `jftzoo data check`, kept beside the results
+        from jftzoo.atomic import atomic_write
+
+        path = pathlib.Path(out_dir) / "bad_records.json"
+        listed = {d: [{"id": p.record_id, "file": p.file, "reason": p.reason} for p in ps]
+                  for d, ps in report.bad_records.items()}
+        atomic_write(path, (json.dumps(listed, indent=2) + "\n").encode())
+        report.bad_records_file = str(path)
     if given:
         raise UsageError(f"--split-file {', '.join(given)}: made from data none of --data matches (dataset "
                          "checksums differ); write it again with `jftzoo data check --data ... --write-split`")

@@ -179,9 +179,16 @@ def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: 
     records, reference, described = _records(Path(model_dir), data, split_file, part, on_bad)
     if limit is not None:
         records = records[:limit]
+    features = None
+    if clf.mode == "frozen":  # the frozen encoders' outputs from the embedding cache that train and bench fill
+        from jftzoo.cache import DiskCache
+        from jftzoo.features import FeatureStore
+
+        features = FeatureStore(cache=DiskCache(), backend=clf.train_config.frozen_backend)
     progress = _Progress(quiet=as_json)
     try:
-        result = explain_dataset(clf, records, baseline=baseline, reference=reference, progress=progress)
+        result = explain_dataset(clf, records, baseline=baseline, reference=reference, progress=progress,
+                                 features=features)
         by_id = {r.id: r for r in records}
         wanted = [i.strip() for i in ids.split(",") if i.strip()] if ids else [r.id for r in records[:cards]]
         missing = [i for i in wanted if i not in by_id]
@@ -195,7 +202,7 @@ def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: 
         for n, i in enumerate(wanted, 1):
             progress("cards", n - 1, len(wanted))
             rx = explain_record(clf, record=by_id[i], baseline=baseline, reference=reference, n_steps=steps,
-                                card=folder / "cards")
+                                card=folder / "cards", features=features)
             (folder / "cards" / f"{Path(rx.card).stem}.json").write_text(json.dumps(rx.as_dict(), indent=2) + "\n",
                                                                          encoding="utf-8")
             card_paths.append(rx.card)

@@ -39,6 +39,7 @@ class RecordExplanation:
     completeness: dict[str, dict[str, float]] = field(default_factory=dict)  # text / image -> Completeness
     text: str = ""
     image: str | None = None  # the image file, when it was one
+    baseline: str = ""  # of the Shapley values: mean | input (integrated gradients start from padding / grey)
     card: str | None = None  # the PNG card's path, when drawn
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,23 +70,25 @@ class DatasetExplanation:
         return out
 
 
-def _model_of(model: Any, labels: Sequence[str] | None = None) -> tuple[Any, list[str], str]:
-    """(FusionModel, class labels, text normaliser) from a FusionClassifier, a model folder path, or a
-    FusionModel with its `labels` (what the trainer and the bench hold)."""
+def _model_of(model: Any, labels: Sequence[str] | None = None) -> tuple[Any, list[str], str, bool]:
+    """(FusionModel, class labels, text normaliser, frozen encoders?) from a FusionClassifier, a model
+    folder path, or a FusionModel with its `labels` (what the trainer and the bench hold)."""
+    from jftzoo.explain.coalitions import frozen_encoders
     from jftzoo.train.classifier import FusionClassifier
     from jftzoo.train.model import FusionModel
 
     if isinstance(model, FusionModel):
         if labels is None:
             raise UsageError("explaining a FusionModel needs its class labels (labels=[...]), in class-index order")
-        return model, [str(c) for c in labels], "none"
+        return model, [str(c) for c in labels], "none", frozen_encoders(model)
     if isinstance(model, (str, Path)):
         model = FusionClassifier.load(model)
     if not isinstance(model, FusionClassifier):
         raise UsageError(f"explain takes a fitted FusionClassifier, a model folder or a FusionModel, got "
                          f"{type(model).__name__}")
     model._check_fitted()
-    return model.model_, [str(c) for c in model.classes_], model.train_config.text_normalizer
+    return (model.model_, [str(c) for c in model.classes_], model.train_config.text_normalizer,
+            model.mode == "frozen")
 
 
 def _values(probs: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, np.ndarray]:
@@ -115,7 +118,8 @@ def bootstrap(metric: str, y: np.ndarray, probs: np.ndarray, n_classes: int, res
 def explain_dataset(model: Any, records: Sequence[Record], baseline: str = "auto",
                     reference: Sequence[Record] | None = None, batch_size: int = 32, resamples: int = 1000,
                     seed: int = 0, progress: Progress | None = None,
-                    labels: Sequence[str] | None = None) -> DatasetExplanation:
+                    labels: Sequence[str] | None = None, features: Any = None,
+                    frozen: bool | None = None) -> DatasetExplanation:
     """Modality Shapley values, shares, ablation and head weights over `records`.
 
     `model`: a fitted FusionClassifier or a model folder. `baseline`: "input" (an empty text / a grey
@@ -123,20 +127,24 @@ def explain_dataset(model: Any, records: Sequence[Record], baseline: str = "auto
     "auto": mean for frozen encoders, input for fine-tuned ones (`jftzoo.explain.coalitions`).
     Ablation and the loss's Shapley values need true labels: records whose label is not one of the
     model's classes are explained but left out of them (counted in `notes`). `labels`: with a bare
-    FusionModel, its classes in index order.
+    FusionModel, its classes in index order. `features`: a FeatureStore (e.g. with the disk cache) that
+    serves a frozen model's encoder outputs instead of running the encoders again. `frozen`: whether
+    the encoders were frozen in training (default: from the classifier's mode, or the model's weights).
     """
     from jftzoo.explain.coalitions import baseline_outputs, coalition_probs, resolve_baseline
     from jftzoo.train.trainer import normalized_texts
 
-    fm, labels, normalizer = _model_of(model, labels)
+    fm, labels, normalizer, was_frozen = _model_of(model, labels)
+    frozen = was_frozen if frozen is None else frozen
     records = normalized_texts(list(records), normalizer)
     if not records:
         raise UsageError("no records to explain")
     ref = normalized_texts(list(reference), normalizer) if reference else records
-    baseline = resolve_baseline(fm, baseline, True)
+    baseline = resolve_baseline(fm, baseline, True, frozen)
+    features = features if frozen else None  # fine-tuned encoders' outputs are never cached
     stage = (lambda name: (lambda i, n: progress(name, i, n))) if progress else (lambda name: None)
-    bases = baseline_outputs(fm, baseline, ref, batch_size, progress=stage("baseline"))
-    co = coalition_probs(fm, records, bases, batch_size, progress=stage("records"))
+    bases = baseline_outputs(fm, baseline, ref, batch_size, progress=stage("baseline"), features=features)
+    co = coalition_probs(fm, records, bases, batch_size, progress=stage("records"), features=features)
     pred = co.probs["both"].argmax(1)
     phi = shapley(_values(co.probs, pred))
     shares = record_shares(phi)
@@ -179,7 +187,7 @@ def explain_dataset(model: Any, records: Sequence[Record], baseline: str = "auto
             true_label=r.label if known[k] else None,
             modality_weights={"text": float(weights[k, 0]), "image": float(weights[k, 1])} if weights is not None
             else None,
-            text=r.text, image=str(r.image) if isinstance(r.image, (str, Path)) else None))
+            text=r.text, image=str(r.image) if isinstance(r.image, (str, Path)) else None, baseline=baseline))
     if phi_loss is not None:
         for k, j in enumerate(np.flatnonzero(known)):
             out_records[j].shapley_loss = {"text": float(phi_loss.text[k]), "image": float(phi_loss.image[k])}
@@ -195,7 +203,8 @@ def explain_dataset(model: Any, records: Sequence[Record], baseline: str = "auto
 
 def explain_record(model: Any, text: str | None = None, image: Any = None, record: Record | None = None,
                    baseline: str = "auto", reference: Sequence[Record] | None = None, n_steps: int = 50,
-                   card: str | Path | None = None, labels: Sequence[str] | None = None) -> RecordExplanation:
+                   card: str | Path | None = None, labels: Sequence[str] | None = None,
+                   features: Any = None) -> RecordExplanation:
     """One record: prediction, modality Shapley values and shares, integrated gradients over its words
     and image regions (Captum) with the completeness check, and optionally a PNG card at `card`."""
     import torch
@@ -207,14 +216,15 @@ def explain_record(model: Any, text: str | None = None, image: Any = None, recor
         if text is None or image is None:
             raise UsageError("give a record, or text and image")
         record = Record("record", text, image, "?")
-    fm, labels, normalizer = _model_of(model, labels)
+    fm, labels, normalizer, frozen = _model_of(model, labels)
     from jftzoo.explain.coalitions import resolve_baseline
     from jftzoo.train.trainer import normalized_texts
 
     shown = record
     (record,) = normalized_texts([record], normalizer)
-    baseline = resolve_baseline(fm, baseline, bool(reference))  # one record is no reference of its own
-    ds = explain_dataset(fm, [record], baseline=baseline, reference=reference, resamples=0, labels=labels)
+    baseline = resolve_baseline(fm, baseline, bool(reference), frozen)  # one record is no reference of its own
+    ds = explain_dataset(fm, [record], baseline=baseline, reference=reference, resamples=0, labels=labels,
+                         features=features, frozen=frozen)
     rx = ds.records[0]
     rx.id, rx.text = shown.id, record.text
     target = labels.index(rx.label)

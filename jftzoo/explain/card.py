@@ -43,7 +43,7 @@ def card_figure(rx: Any, image: Any, vision: Any = None) -> Any:
             ax_img.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, ls="--", lw=1, ec="black"))
         ax_img.set_xlim(min(0, left), max(w, right))
         ax_img.set_ylim(max(h, bottom), min(0, top))
-    ax_img.set_title("image regions (integrated gradients)", fontsize=10, loc="left")
+    ax_img.set_title("image regions (integrated gradients from a grey image)", fontsize=10, loc="left")
 
     truth = f"   true: {rx.true_label}" if rx.true_label else ""
     fig.text(0.47, 0.93, f"predicted: {rx.label} (p = {rx.probs[rx.label]:.2f}){truth}", fontsize=13,
@@ -86,7 +86,7 @@ def _words(fig: Any, words: list[tuple[str, float]], box: tuple[float, float, fl
             break
         x = extent.x1 / fig_w + 0.006
     fig.text(x0, y0 - height - 0.02, "words: green pushes towards the predicted class, pink away (integrated "
-             "gradients)", fontsize=7.5, color="0.35", va="top")
+             "gradients from padding)", fontsize=7.5, color="0.35", va="top")
 
 
 def _probabilities(ax: Any, probs: dict[str, float], label: str) -> None:
@@ -119,6 +119,9 @@ def _shares(fig: Any, ax: Any, rx: Any) -> None:
     if rx.modality_weights:
         fig.text(0.78, 0.145, f"the head's own weights: text {rx.modality_weights['text']:.2f}, "
                  f"image {rx.modality_weights['image']:.2f}", fontsize=7.5, color="0.35")
+    absent = {"mean": "mean training embedding", "input": "empty text / grey image"}.get(rx.baseline)
+    if absent:
+        fig.text(0.78, 0.115, f"absent modality = {absent}", fontsize=7.5, color="0.35")
 
 
 def draw_card(rx: Any, image: Any, vision: Any, path: str | Path) -> Path:

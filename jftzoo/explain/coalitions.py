@@ -65,8 +65,9 @@ def frozen_encoders(model: torch.nn.Module) -> bool:
     return not any(p.requires_grad for enc in (model.text, model.vision) if enc is not None for p in enc.parameters())
 
 
-def resolve_baseline(model: torch.nn.Module, kind: str, has_reference: bool) -> str:
-    """`kind`, with "auto" made concrete: mean for frozen encoders with reference records, else input."""
+def resolve_baseline(model: torch.nn.Module, kind: str, has_reference: bool, frozen: bool | None = None) -> str:
+    """`kind`, with "auto" made concrete: mean for frozen encoders with reference records, else input.
+    `frozen`: whether the model was trained in frozen mode (a loaded model's weights all say trainable)."""
     if kind not in CHOICES:
         from jftzoo.errors import suggest
 
@@ -75,7 +76,8 @@ def resolve_baseline(model: torch.nn.Module, kind: str, has_reference: bool) -> 
                          f"Baselines: {', '.join(CHOICES)}")
     if kind != "auto":
         return kind
-    return "mean" if has_reference and frozen_encoders(model) else "input"
+    frozen = frozen_encoders(model) if frozen is None else frozen
+    return "mean" if has_reference and frozen else "input"
 
 
 def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Record] | None = None,

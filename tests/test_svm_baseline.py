@@ -1,0 +1,28 @@
+"""The SVM baseline: the paper's RBF SVC on small training parts, a linear SVM above RBF_MAX_TRAIN records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jftzoo.bench import baselines
+
+
+def test_the_kernel_follows_the_training_size() -> None:
+    from sklearn.svm import SVC, LinearSVC
+
+    assert isinstance(baselines.svm_estimator(baselines.RBF_MAX_TRAIN, 0), SVC)
+    assert isinstance(baselines.svm_estimator(baselines.RBF_MAX_TRAIN + 1, 0), LinearSVC)
+    assert isinstance(baselines.svm_estimator(10, 0, kernel="linear"), LinearSVC)
+    assert isinstance(baselines.svm_estimator(10**6, 0, kernel="rbf"), SVC)
+    assert "LinearSVC" in baselines.SVM["model"]  # the identity of every svm row says which rule made it
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_both_give_calibrated_probabilities_in_label_columns(kernel: str) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    x = rng.normal(0, 1, (90, 8)) + 3 * y[:, None]
+    (probs,) = baselines.svm(x, y, 3, [x[::9]], seed=0, kernel=kernel)
+    assert probs.shape == (10, 3) and np.allclose(probs.sum(1), 1)
+    assert (probs.argmax(1) == y[::9]).mean() >= 0.9
