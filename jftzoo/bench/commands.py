@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,45 +39,100 @@ def _consoles() -> tuple[Any, Any]:
 
 
 class _BenchProgress:
-    """Cells/folds with ETA, the current encoder pass and the current cell's epochs, on stderr."""
+    """Cells/folds with ETA, the current encoder pass and the current cell's epochs, on stderr: rich bars on a
+    terminal; otherwise (a log, CI, nohup) one plain line per task start and finish and a heartbeat at least
+    every `heartbeat_s` seconds naming the task, its epoch and the ETA. `log_json`: every event as a JSON line."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, log_json: str | None = None, heartbeat_s: float = 30.0) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         _, err = _consoles()
+        self.tty = sys.stderr.isatty()
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), console=err, transient=True,
-                                 disable=not (enabled and sys.stderr.isatty()))
+                                 disable=not (enabled and self.tty))
         self.tasks = self.progress.add_task("cells x folds", total=None)
         self.encode = self.progress.add_task("encoder pass", total=None, visible=False)
         self.epochs = self.progress.add_task("epochs", total=None, visible=False)
         self.console = err
         self.enabled = enabled
+        self.lines = enabled and not self.tty  # plain log lines instead of bars
         self.notes: set[str] = set()  # each note once per run
+        self.log = open(log_json, "a", encoding="utf-8") if log_json else None  # noqa: SIM115 (closed in __exit__)
+        self.heartbeat_s = heartbeat_s
+        self.started = time.monotonic()
+        self.state: dict[str, Any] = {"what": "reading the data and planning", "done": 0, "tasks": "?",
+                                      "since": self.started}
+        self._stop: Any = None
 
     def __enter__(self) -> _BenchProgress:
         self.progress.start()
+        if self.lines:
+            import threading
+
+            self._stop = threading.Event()
+            threading.Thread(target=self._beat, daemon=True).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
+        if self._stop is not None:
+            self._stop.set()
+        if self.log is not None:
+            self.log.close()
+
+    def _say(self, text: str) -> None:
+        click.echo(f"[{time.strftime('%H:%M:%S')}] bench: {text}", err=True)
+
+    def _eta(self) -> str:
+        done, total = self.state["done"], self.state["tasks"]
+        if not done or not isinstance(total, int):
+            return "ETA unknown until a task finishes"
+        left = (time.monotonic() - self.started) / done * (total - done)
+        return f"ETA {left / 60:.1f} min" if left >= 60 else f"ETA {left:.0f} s"
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            st = self.state
+            self._say(f"busy with {st['what']} for {time.monotonic() - st['since']:.0f} s "
+                      f"({st['done']}/{st['tasks']} tasks done; {self._eta()})")
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps({"time": time.time(), **event}, default=str) + "\n")
+            self.log.flush()
         kind = event["event"]
+        st = self.state
         if kind == "plan":
+            st["tasks"] = event["tasks"]
             self.progress.update(self.tasks, total=event["tasks"])
+            if self.lines:
+                self._say(f"plan: {event['tasks']} task(s) over {event['cells']} cell(s)")
         elif kind == "encode":
             self.progress.update(self.encode, visible=event["done"] < event["total"], completed=event["done"],
                                  total=event["total"], description=f"encoding with {event['encoder']}")
+            if event["done"] == 0 or st["what"] != f"encoding with {event['encoder']}":
+                st.update(what=f"encoding with {event['encoder']}", since=time.monotonic())
         elif kind == "task":
-            self.progress.update(self.tasks, completed=event["done"],
-                                 description=f"{event['cell']} [{event['fold']}, seed {event['seed']}]")
+            label = f"{event['cell']} [{event['fold']}, seed {event['seed']}]"
+            st.update(what=label, since=time.monotonic(), done=event["done"], tasks=event["tasks"])
+            self.progress.update(self.tasks, completed=event["done"], description=label)
             self.progress.update(self.epochs, visible=False, completed=0)
+            if self.lines:
+                self._say(f"start {label} ({event['done'] + 1}/{event['tasks']})")
         elif kind == "epoch":
             self.progress.update(self.epochs, visible=True, completed=event["epoch"], total=event["max_epochs"],
                                  description=f"epoch {event['epoch']} val loss {event['val_loss']:.3f}")
+            base = st["what"].split(" · epoch")[0]
+            st["what"] = f"{base} · epoch {event['epoch']}/{event['max_epochs']}"
         elif kind == "record":
+            st["done"] = event["done"]
             self.progress.update(self.tasks, completed=event["done"])
+            if self.lines:
+                self._say(f"done {event['cell']} [{event['fold']}, seed {event['seed']}] AUC {event['auc']:.3f} "
+                          f"in {time.monotonic() - st['since']:.0f} s ({event['done']}/{event['tasks']}; "
+                          f"{self._eta()})")
+            st.update(what="set-up of the next task", since=time.monotonic())
         elif kind == "note" and self.enabled and event["message"] not in self.notes:
             self.notes.add(event["message"])
             self.console.print(f"note: {event['message']}", highlight=False)
@@ -264,6 +321,8 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Bad records (an unreadable image, an unknown label...): stop with the list, or leave them out "
                    "and list them in OUT/bad_records.json.")
+@click.option("--log-json", type=click.Path(dir_okay=False),
+              help="Append every progress event (plan, task, epoch, record...) to this file as JSON lines.")
 @click.option("--explain", "explain", is_flag=True,
               help="Add a 'text share' column: the text's share of the modality Shapley values on each test part "
                    "(docs/explain.md). Records finished without it show —.")
@@ -275,7 +334,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
-              ensemble: bool, on_bad: str, explain: bool, recipe: dict[str, Any]) -> None:
+              ensemble: bool, on_bad: str, log_json: str | None, explain: bool, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
@@ -312,10 +371,11 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         config.fusion = [m[1] for m in paper_methods(text[0], vision[0])]
         config.mode = ["frozen", "joint"]  # svm is frozen by nature; every other method is fine-tuned
         config.folds = None if split else (folds or 10)
-    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble)
+    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble, log_json)
 
 
-def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json: bool, ensemble: bool = False) -> None:
+def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json: bool, ensemble: bool = False,
+                  log_json: str | None = None) -> None:
     from jftzoo.bench.grid import expand
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json, to_markdown
@@ -327,7 +387,8 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
         wanted = {(f, m) for _, f, _, _, m in paper_methods(config.text[0], config.vision[0])}
         cells = [c for c in cells if (c.fusion, c.mode) in wanted]
     _, stderr = _consoles()
-    with _BenchProgress(not as_json) as progress:
+    heartbeat = float(os.environ.get("JFTZOO_HEARTBEAT_S", "30"))  # seconds between "still running" log lines
+    with _BenchProgress(not as_json, log_json, heartbeat) as progress:
         report = run_bench(config, out, progress=progress, cache=None if no_cache else DiskCache(), cells=cells)
     records = report.records + (_ensembles(report.records, out) if ensemble else [])
     rows = summarize(records, report.cells, report.unavailable, report.failed)
