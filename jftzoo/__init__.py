@@ -18,8 +18,7 @@ from jftzoo.errors import (
 )
 from jftzoo.hookspecs import hookimpl
 from jftzoo.registry import EncoderSpec, PackagedWeights, get_encoder, list_encoders
-
-__version__ = "0.2.0"
+from jftzoo.version import __version__
 
 if TYPE_CHECKING:
     from jftzoo.encoders.base import Encoder, EncoderOutput

@@ -45,9 +45,7 @@ def check_backend(name: str) -> None:
 
 def applies(encoder: Encoder) -> bool:
     """OpenVINO runs timm vision encoders on a CPU (fixed-size pixel input); anything else stays PyTorch."""
-    from jftzoo.encoders.timm_vision import TimmVisionEncoder
-
-    return isinstance(encoder, TimmVisionEncoder) and encoder.device.type == "cpu"
+    return "openvino" in getattr(encoder, "frozen_backends", ()) and encoder.device.type == "cpu"
 
 
 def resolve(name: str, encoder: Encoder) -> str:
@@ -109,7 +107,7 @@ def frozen_forward(encoder: Encoder, backend: str) -> Forward:
     """The forward that runs `encoder`'s frozen pass under `backend` (a resolved name)."""
     if backend == "pytorch":
         return encoder
-    from jftzoo.features import weights_version
+    from jftzoo.digests import weights_version
 
     version = weights_version(encoder)  # recompiled if trained since
     known = _compiled.get(encoder)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from jftzoo.atomic import atomic_write
-from jftzoo.features import Entry, hash_tensors
+from jftzoo.digests import hash_tensors
+from jftzoo.features import Entry
 
 FORMAT = "jftzoo-embedding/1"
 

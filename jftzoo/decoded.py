@@ -35,7 +35,7 @@ def geometry_namespace(encoder_name: str, geometry: str) -> str:
 
 
 def _pixels_sha(pixels: torch.Tensor) -> str:
-    from jftzoo.features import hash_tensors
+    from jftzoo.digests import hash_tensors
 
     return hash_tensors([("pixels", pixels)])  # the embedding cache's own checksum
 
@@ -52,7 +52,7 @@ class DecodedImageCache:
         self.corrupt: Counter[str] = Counter()
 
     def path(self, namespace: str, image: Path) -> Path:
-        from jftzoo.features import item_digest
+        from jftzoo.digests import item_digest
 
         key = item_digest(Path(image))  # the file's content, memoised per process
         return self.root / namespace / key[:2] / f"{key}.safetensors"

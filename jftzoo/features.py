@@ -12,14 +12,14 @@ import hashlib
 import json
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from jftzoo.digests import hash_tensors, item_digest, weights_digest, weights_version  # noqa: F401 (re-exported)
 from jftzoo.encoders.base import Encoder, EncoderOutput
 
 ProgressCallback = Callable[[int, int], None]  # (items done, items total)
@@ -45,43 +45,9 @@ class EntryCache(Protocol):
     def put(self, namespace: str, key: str, entry: Entry) -> None: ...
 
 
-def item_digest(item: Any) -> str:
-    """Content hash of a text (its UTF-8) or an image file (its bytes)."""
-    if isinstance(item, str):
-        return hashlib.sha256(b"text\0" + item.encode("utf-8")).hexdigest()
-    if isinstance(item, Path):
-        from jftzoo.datasets.records import file_digest
-
-        return file_digest(item, salt=b"file\0")  # read once per process while the file is unchanged
-    if hasattr(item, "tobytes"):  # a PIL image in memory
-        head = f"pil\0{item.mode}\0{item.size}\0".encode()
-        return hashlib.sha256(head + item.tobytes()).hexdigest()
-    raise TypeError(f"cannot fingerprint an item of type {type(item).__name__}")
-
-
-def hash_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """SHA-256 over (name, dtype, shape, bytes) of each tensor, in the order given."""
-    digest = hashlib.sha256()
-    for name, tensor in named:
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """Names an encoder's weights: every tensor of its state dict."""
-    return hash_tensors(module.state_dict().items())
-
-
 # Distributions whose releases can change an encoder's output for the same weights and inputs
 # (kernels, tokenisation, image decoding and resizing).
 PREPROCESSING_LIBRARIES = ("torch", "transformers", "timm", "tokenizers", "Pillow")
-
-
-def weights_version(module: torch.nn.Module) -> int:
-    """Changes whenever any parameter is updated in place (torch's version counters): cheap staleness check."""
-    return sum(p._version for p in module.parameters())  # type: ignore[attr-defined]
 
 
 def library_versions() -> dict[str, str | None]:

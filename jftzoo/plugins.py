@@ -173,6 +173,6 @@ def ordered_plugins() -> list[tuple[str, object]]:
 
 
 def _own_version() -> str:
-    from jftzoo import __version__
+    from jftzoo.version import __version__
 
     return __version__

@@ -11,11 +11,11 @@ import hashlib
 import importlib.util
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from jftzoo.errors import WeightsIntegrityError, WeightsUnavailableError
+from jftzoo.weight_source import RANDOM, WeightSource  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from jftzoo.registry import EncoderSpec, PackagedWeights
@@ -103,22 +103,6 @@ def verify_packaged(packaged: PackagedWeights, root: Path) -> None:
         _verified[key] = actual
 
 
-@dataclass(frozen=True)
-class WeightSource:
-    """Where an encoder's weights came from; shown wherever results are shown."""
-
-    kind: str  # "path" | "packaged" | "cache" | "hub" | "random"
-    location: str
-
-    @property
-    def pretrained(self) -> bool:
-        return self.kind != "random"
-
-    def __str__(self) -> str:
-        return "random (not pretrained)" if self.kind == "random" else f"{self.kind}: {self.location}"
-
-
-RANDOM = WeightSource("random", "")
 
 
 def resolve(

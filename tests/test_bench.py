@@ -261,13 +261,32 @@ def test_store_records_carry_config_split_cost_and_versions(small_run):
     assert all(abs(sum(x["gate_weights_test_mean"]) - 1) < 1e-5 for x in gated)  # how much each modality counted
 
 
-def test_heatmap_is_a_png_with_one_panel_per_head(small_run):
+def test_one_pair_is_drawn_as_one_bar_chart(small_run):
     _, tmp = small_run
     png = tmp / "store" / "heatmap.png"
     with Image.open(png) as img:
-        assert img.format == "PNG"
+        assert img.format == "PNG" and img.text["jftzoo-kind"] == "bars"
         panels = json.loads(img.text["jftzoo-panels"])
-    assert panels == [["emoji-sentiment", f, "frozen"] for f in ("svm", "text-only", "image-only", "concat", "gated")]
+    assert panels == [{"dataset": "emoji-sentiment", "mode": "frozen", "pairs": ["minilm + efficientnet_lite0"],
+                       "heads": ["svm", "text-only", "image-only", "concat", "gated"]}]
+
+
+def test_several_pairs_are_a_heatmap_of_pairs_by_heads(tmp_path):
+    from jftzoo.bench.plot import heatmap
+
+    def row(text, vision, fusion, mode, auc):
+        return {"dataset": "d", "text": text, "vision": vision, "fusion": fusion, "mode": mode, "auc_mean": auc,
+                "auc_ci95": [auc - 0.01, auc + 0.01], "text_weights": "pretrained", "vision_weights": "pretrained"}
+
+    rows = [row("minilm", None, "text-only", "joint", 0.7), row(None, "resnet18", "image-only", "joint", 0.6),
+            row(None, "vit", "image-only", "joint", 0.65), row("minilm", "resnet18", "concat", "joint", 0.75),
+            row("minilm", "vit", "concat", "joint", 0.8), row("minilm", "vit", "svm", "frozen", 0.72)]
+    png = heatmap(rows, tmp_path / "h.png")
+    with Image.open(png) as img:
+        assert img.text["jftzoo-kind"] == "heatmap"
+        (panel,) = json.loads(img.text["jftzoo-panels"])
+    assert panel["mode"] == "joint" and panel["pairs"] == ["minilm + resnet18", "minilm + vit"]
+    assert panel["heads"] == ["text-only", "image-only", "concat", "svm"]  # the SVM (frozen) as a reference
 
 
 def test_results_show_and_export(small_run, tmp_path):

@@ -59,6 +59,7 @@ class BenchConfig:
     train: dict[str, Any] = field(default_factory=dict)  # more TrainConfig fields (learning rates...)
     groups: str = "near-duplicates"  # near-duplicate posts never cross a split; "none": the literature's random splits
     split_files: Sequence[str] = ()  # manifests from `jftzoo data check --write-split`, matched to data by checksum
+    image_root: str | None = None  # csv/jsonl: the folder image paths are relative to
     on_bad: str = "error"  # bad records (unreadable image, unknown label...): stop with the list, or skip them
     explain: bool = False  # modality Shapley shares on each task's test part (not in any key: a measurement)
 

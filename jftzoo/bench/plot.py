@@ -1,21 +1,50 @@
-"""The benchmark heatmap: text encoders x vision encoders, colour = mean AUC, one panel per
-(dataset, fusion head, mode). matplotlib (Agg backend: no screen needed) is imported here only."""
+"""The benchmark figure: one panel per (dataset, mode). With several encoder pairs, a heatmap of pairs
+(rows) x heads and baselines (columns), colour = mean AUC; with one pair, a bar chart of the heads' mean
+AUC and its 95 % interval, which says the same without one-cell heatmaps. matplotlib (Agg) is imported
+here only."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from jftzoo.bench.report import encoder_label
 
+UNIMODAL = {"text-only": "text", "image-only": "vision", "svm": None}
 
-def panels(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(dataset, fusion, mode) of every panel, in row order; rows without an AUC are left out."""
-    return list(dict.fromkeys((r["dataset"], r["fusion"], r["mode"]) for r in rows
-                              if r.get("auc_mean") is not None and r["fusion"] != "majority" and not r.get("outdated")))
+
+def _shown(r: dict[str, Any]) -> bool:
+    return r.get("auc_mean") is not None and r["fusion"] != "majority" and not r.get("outdated")
+
+
+def panels(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(dataset, mode) of every panel, in row order; rows without an AUC are left out. The SVM (always
+    frozen) is drawn in every mode's panel of its dataset as a reference."""
+    return list(dict.fromkeys((r["dataset"], r["mode"]) for r in rows if _shown(r) and r["fusion"] != "svm")) or \
+        list(dict.fromkeys((r["dataset"], r["mode"]) for r in rows if _shown(r)))
+
+
+def _pair(r: dict[str, Any]) -> tuple[str, str]:
+    return encoder_label(r["text"], r.get("text_weights")), encoder_label(r["vision"], r.get("vision_weights"))
+
+
+def panel_grid(rows: Sequence[dict[str, Any]], dataset: str, mode: str
+               ) -> tuple[list[str], list[str], list[list[dict[str, Any] | None]]]:
+    """(pair labels, head names, cells): a unimodal row fills every pair that holds its encoder."""
+    part = [r for r in rows if r["dataset"] == dataset and _shown(r) and (r["mode"] == mode or r["fusion"] == "svm")]
+    pairs = list(dict.fromkeys(_pair(r) for r in part if r["text"] and r["vision"]))
+    if not pairs:  # only unimodal rows: one row per encoder
+        pairs = list(dict.fromkeys(_pair(r) for r in part))
+    heads = list(dict.fromkeys(r["fusion"] for r in part))
+    cells: list[list[dict[str, Any] | None]] = [[None] * len(heads) for _ in pairs]
+    for r in part:
+        t, v = _pair(r)
+        for i, (pt, pv) in enumerate(pairs):
+            if (r["text"] is None or t == pt) and (r["vision"] is None or v == pv):
+                cells[i][heads.index(r["fusion"])] = r
+    return [f"{t} + {v}" for t, v in pairs], heads, cells
 
 
 def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
@@ -29,34 +58,54 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     keys = panels(rows)
     if not keys:
         return None
-    cols = min(3, len(keys))
-    nrows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    grids = [panel_grid(rows, d, m) for d, m in keys]
+    bars = all(len(pairs) == 1 for pairs, _, _ in grids)
+    widest = max(len(heads) for _, heads, _ in grids)
+    heights = [max(1.6, 0.42 * len(heads) + 0.9) if bars else 0.55 * len(pairs) + 1.6 for pairs, heads, _ in grids]
+    width = 8.0 if bars else max(6.0, 1.05 * widest + 3.2)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(width, sum(heights) + 0.3), squeeze=False,
+                             gridspec_kw={"height_ratios": heights}, layout="constrained")
     image = None
-    for ax, (dataset, fusion, mode) in zip(axes.flat, keys, strict=False):
-        part = [r for r in rows if (r["dataset"], r["fusion"], r["mode"]) == (dataset, fusion, mode)
-                and r.get("auc_mean") is not None and not r.get("outdated")]
-        texts = list(dict.fromkeys(encoder_label(r["text"], r.get("text_weights")) for r in part))
-        visions = list(dict.fromkeys(encoder_label(r["vision"], r.get("vision_weights")) for r in part))
-        grid = np.full((len(texts), len(visions)), np.nan)
-        for r in part:
-            i = texts.index(encoder_label(r["text"], r.get("text_weights")))
-            j = visions.index(encoder_label(r["vision"], r.get("vision_weights")))
-            grid[i, j] = r["auc_mean"]
+    for ax, (dataset, mode), (pairs, heads, cells) in zip(axes[:, 0], keys, grids, strict=True):
+        majority = next((r for r in rows if r["dataset"] == dataset and r["fusion"] == "majority"
+                         and r.get("auc_mean") is not None), None)
+        if bars:
+            values = [c["auc_mean"] for c in cells[0]]  # type: ignore[index]
+            ci = [c.get("auc_ci95") for c in cells[0]]  # type: ignore[union-attr]
+            err = np.array([[v - lo, hi - v] if lo is not None and hi is not None else [0, 0]
+                            for v, (lo, hi) in zip(values, [x if x else (None, None) for x in ci], strict=True)]).T
+            colours = ["#9a9a9a" if h in UNIMODAL else "#3b6fb6" for h in heads]
+            ax.barh(range(len(heads)), values, xerr=err, color=colours, capsize=3)
+            ax.set_yticks(range(len(heads)), heads, fontsize=9)
+            ax.invert_yaxis()
+            low = min([0.5, *[v for v in values if v == v]]) - 0.02
+            ax.set_xlim(max(0.0, low), 1.0)
+            for i, v in enumerate(values):  # right of the interval, never on it
+                ax.text(v + err[1][i] + 0.006, i, f"{v:.3f}", va="center", ha="left", fontsize=8)
+            if majority is not None:
+                ax.axvline(majority["auc_mean"], color="black", ls="--", lw=0.8)
+            ax.set_xlabel("AUC (macro one-vs-rest), mean over splits; bars: 95 % interval; dashed: majority",
+                          fontsize=8)
+            ax.set_title(f"{dataset} · {mode} · {pairs[0]}", fontsize=10, loc="left")
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+            continue
+        grid = np.array([[c["auc_mean"] if c else np.nan for c in row] for row in cells], dtype=float)
         image = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
             if not np.isnan(value):
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white" if value < 0.8 else "black")
-        ax.set_xticks(range(len(visions)), visions, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(len(texts)), texts, fontsize=8)
-        ax.set_title(f"{dataset}\n{fusion} / {mode}", fontsize=9)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                        color="white" if value < 0.8 else "black")
+        ax.set_xticks(range(len(heads)), heads, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
+        ax.set_title(f"{dataset} · {mode}", fontsize=10, loc="left")
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="AUC (macro one-vs-rest, mean over splits)")
+        fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8, label="AUC (macro one-vs-rest, mean over splits)")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The panel list rides along as PNG text, so tools (and tests) can read what the picture shows.
-    fig.savefig(out, dpi=110, metadata={"jftzoo-panels": json.dumps([list(k) for k in keys])})
+    # What the picture shows rides along as PNG text, so tools (and tests) can read it.
+    meta = [{"dataset": d, "mode": m, "pairs": p, "heads": h} for (d, m), (p, h, _) in zip(keys, grids, strict=True)]
+    kind = "bars" if bars else "heatmap"
+    fig.savefig(out, dpi=110, metadata={"jftzoo-panels": json.dumps(meta), "jftzoo-kind": kind})
     plt.close(fig)
     return out

@@ -57,7 +57,7 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
     split protocol) are never averaged together: each gets its own row, and rows made by an older
     jftzoo are marked `outdated`.
     """
-    from jftzoo import __version__
+    from jftzoo.version import __version__
 
     groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:

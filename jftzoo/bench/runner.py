@@ -54,6 +54,8 @@ def load_bench_dataset(data: str, config: BenchConfig) -> Any:
 
     spec = get_dataset_spec(parse_data_arg(data)[0])
     options = {"label_policy": config.label_policy} if "label_policy" in spec.options else {}
+    if config.image_root is not None:
+        options["image_root"] = config.image_root  # a kind that takes none says so (usage error)
     return load_dataset(data, on_bad=config.on_bad, **options)
 
 
@@ -180,10 +182,10 @@ def run_bench(
     `cache` is a DiskCache (None: memory only)."""
     import torch
 
-    from jftzoo import __version__
     from jftzoo.bench.predictions import write_predictions
     from jftzoo.datasets.splits import read_split
     from jftzoo.features import FeatureStore
+    from jftzoo.version import __version__
 
     started = time.perf_counter()
     emit = progress or (lambda event: None)
@@ -350,8 +352,8 @@ def _head_config(cell: Cell, encoders: Encoders, n_classes: int) -> Any:
 def _identity(cell: Cell, config: BenchConfig, encoders: Encoders, n_classes: int) -> dict[str, Any]:
     """What besides the cell and protocol decides a result: jftzoo's version, each encoder's
     fingerprint (weights, preprocessing, library versions) and the full training configuration."""
-    from jftzoo import __version__
     from jftzoo.bench.baselines import MAJORITY, SVM
+    from jftzoo.version import __version__
 
     used = {n: encoders.fingerprint(n) for n in (cell.text, cell.vision) if n is not None}
     if cell.fusion == "majority":

@@ -50,7 +50,10 @@ def read_manifest(
     on_bad: str = "error",
     verify_images: bool = True,
     split_field: str | None = None,
+    image_root: str | Path | None = None,
 ) -> Dataset:
+    """Records of a CSV or JSON Lines manifest; image paths resolve under `image_root` (default: the
+    manifest's folder) and never escape it."""
     path = Path(path)
     if path.is_dir():
         candidates = sorted(path.glob(f"*.{fmt}"))
@@ -59,7 +62,9 @@ def read_manifest(
         path = candidates[0]
     if not path.is_file():
         raise UsageError(f"{name}: manifest {path} not found")
-    root = path.parent
+    root = Path(image_root).expanduser() if image_root else path.parent
+    if not root.is_dir():
+        raise UsageError(f"{name}: --image-root {root} is not a folder")
     records: list[Record] = []
     problems: list[Problem] = []
     splits: dict[str, list[str]] = {}

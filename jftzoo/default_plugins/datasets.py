@@ -34,11 +34,13 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     ))
     register(DatasetSpec(
         name="csv", reader="jftzoo.datasets.manifest:read_csv",
-        description="any CSV manifest: id,text,image,label columns (configurable), image paths relative to it",
-        options=("id_field", "text_field", "image_field", "label_field"),
+        description="any CSV manifest: id,text,image,label columns (configurable), image paths relative to it "
+                    "or to --image-root",
+        options=("id_field", "text_field", "image_field", "label_field", "image_root"),
     ))
     register(DatasetSpec(
         name="jsonl", reader="jftzoo.datasets.manifest:read_jsonl",
-        description="any JSON Lines manifest with id/text/image/label fields (configurable)",
-        options=("id_field", "text_field", "image_field", "label_field"),
+        description="any JSON Lines manifest with id/text/image/label fields (configurable), image paths "
+                    "relative to it or to --image-root",
+        options=("id_field", "text_field", "image_field", "label_field", "image_root"),
     ))

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from jftzoo.weights import RANDOM, WeightSource
+from jftzoo.weight_source import RANDOM, WeightSource
 
 ProgressCallback = Callable[[int, int], None]  # (items done, items total)
 
@@ -42,6 +42,8 @@ class Encoder(nn.Module):
     # Set by the trainer while it preprocesses training batches with image augmentation on
     # (`supports_augment`): the encoder then uses its random training transform.
     augment: bool = False
+    # Runtimes a frozen pass of this encoder can run on (jftzoo.backends); timm vision encoders add "openvino".
+    frozen_backends: tuple[str, ...] = ("pytorch",)
 
     def __init__(self, name: str, weights: WeightSource = RANDOM) -> None:
         super().__init__()

@@ -30,6 +30,8 @@ class TimmVisionEncoder(Encoder):
     memory), which oneDNN and cuDNN convolutions prefer; `set_memory_format("contiguous")` turns it off.
     """
 
+    frozen_backends = ("pytorch", "openvino")  # fixed-size pixel input: OpenVINO can compile it
+
     modality = "vision"
 
     def __init__(self, name: str, model: nn.Module, weight_source: wsrc.WeightSource) -> None:

@@ -26,7 +26,7 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from jftzoo import __version__
+    from jftzoo.version import __version__
 
     return {"jftzoo": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "timm": timm.__version__}

@@ -16,6 +16,13 @@ from jftzoo.bench.grid import DEFAULT_DATA, DEFAULT_FUSIONS, DEFAULT_TEXT, DEFAU
 from jftzoo.errors import JftzooError, UsageError
 
 DEFAULT_OUT = "jftzoo-bench"
+IMAGE_ROOT_OPTION = click.option(
+    "--image-root", type=click.Path(exists=True, file_okay=False),
+    help="Folder the manifest's image paths are relative to (csv, jsonl). [the manifest's folder]")
+ON_BAD_OPTION = click.option(
+    "--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+    help="Bad records (an unreadable image, an unknown label...): stop with the list, or leave them out and "
+         "list them.")
 ENSEMBLE_OPTION = click.option("--ensemble", is_flag=True, help="Add ensemble(a+b+...) rows: the fusion heads' test "
                                "probabilities averaged per record on each split (from stored predictions).")
 
@@ -33,7 +40,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _consoles() -> tuple[Any, Any]:
-    from jftzoo.cli import _stderr, _stdout
+    from jftzoo.cli.app import _stderr, _stdout
 
     return _stdout(), _stderr()
 
@@ -318,9 +325,8 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
 @click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
 @ENSEMBLE_OPTION
-@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="Bad records (an unreadable image, an unknown label...): stop with the list, or leave them out "
-                   "and list them in OUT/bad_records.json.")
+@ON_BAD_OPTION
+@IMAGE_ROOT_OPTION
 @click.option("--log-json", type=click.Path(dir_okay=False),
               help="Append every progress event (plan, task, epoch, record...) to this file as JSON lines.")
 @click.option("--explain", "explain", is_flag=True,
@@ -334,7 +340,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
-              ensemble: bool, on_bad: str, log_json: str | None, explain: bool, recipe: dict[str, Any]) -> None:
+              ensemble: bool, on_bad: str, image_root: str | None, log_json: str | None, explain: bool,
+              recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
@@ -358,7 +365,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         seeds=_seeds(seeds), epochs=epochs, batch_size=batch_size, top_k=top_k, random_init=random_init,
         device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
         train={**train, **_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
-                                               frozen_backend)}, explain=explain, on_bad=on_bad,
+                                               frozen_backend)}, explain=explain, on_bad=on_bad, image_root=image_root,
     )
     if protocol == "paper":
         if fusions or modes:
@@ -447,13 +454,19 @@ def _print_paper(table: list[list[str]]) -> None:
 
 @click.group("cache", context_settings={"help_option_names": ["-h", "--help"]})
 def cache_group() -> None:
-    """The cache of frozen embeddings and decoded images ($JFTZOO_CACHE_DIR, default: the user cache folder)."""
+    """The cache of frozen embeddings and decoded images ($JFTZOO_CACHE_DIR, default: the user cache folder).
+
+    Example: jftzoo cache info
+    """
 
 
 @cache_group.command("info")
 @click.option("--json", "as_json", is_flag=True)
 def cache_info_cmd(as_json: bool) -> None:
-    """Where the cache is and what it holds, per kind and encoder fingerprint."""
+    """Where the cache is and what it holds, per kind and encoder fingerprint.
+
+    Example: jftzoo cache info --json
+    """
     from rich.table import Table
 
     from jftzoo.cache import KINDS, DiskCache, cache_dir
@@ -479,7 +492,10 @@ def cache_info_cmd(as_json: bool) -> None:
 @click.option("--kind", type=click.Choice(["all", "embeddings", "decoded"]), default="all", show_default=True,
               help="Frozen embeddings, decoded images (--image-cache), or both.")
 def cache_clear_cmd(encoder: str | None, kind: str) -> None:
-    """Delete cached entries (they are recomputed when next needed)."""
+    """Delete cached entries (they are recomputed when next needed).
+
+    Example: jftzoo cache clear --encoder minilm
+    """
     from jftzoo.cache import KINDS, DiskCache
 
     entries = size = 0
@@ -492,7 +508,10 @@ def cache_clear_cmd(encoder: str | None, kind: str) -> None:
 
 @click.group("results", context_settings={"help_option_names": ["-h", "--help"]})
 def results_group() -> None:
-    """Show or export a benchmark results store."""
+    """Show or export a benchmark results store.
+
+    Example: jftzoo results show --results jftzoo-bench
+    """
 
 
 def _load_records(results: Path) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from jftzoo.cli.bench import IMAGE_ROOT_OPTION
 from jftzoo.errors import UsageError
 
 PARTS = ("test", "val", "train", "all")
@@ -51,8 +52,8 @@ class _Progress:
             self._bar.stop()
 
 
-def _records(model_dir: Path, data: str | None, split_file: str | None, part: str, on_bad: str
-             ) -> tuple[list[Any], list[Any] | None, str]:
+def _records(model_dir: Path, data: str | None, split_file: str | None, part: str, on_bad: str,
+             image_root: str | None = None) -> tuple[list[Any], list[Any] | None, str]:
     """(records to explain, reference records (the training part) or None, a description)."""
     from jftzoo.datasets import load_dataset
     from jftzoo.datasets.splits import read_split
@@ -61,7 +62,7 @@ def _records(model_dir: Path, data: str | None, split_file: str | None, part: st
     data = data or config.get("data")
     if not data:
         raise UsageError(f"{model_dir} does not say which data it was trained on: pass --data KIND:PATH")
-    ds = load_dataset(data, on_bad=on_bad)
+    ds = load_dataset(data, on_bad=on_bad, image_root=image_root)
     own = model_dir / "split.json"
     path = Path(split_file) if split_file else (own if own.is_file() else None)
     if path is not None and not split_file and read_split(path).checksum != ds.checksum():
@@ -139,13 +140,14 @@ def _table(result: Any) -> None:
 @click.option("--steps", type=click.IntRange(min=2), default=50, show_default=True,
               help="Integrated-gradients steps per card.")
 @click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@IMAGE_ROOT_OPTION
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for explanation.json, shares.png and "
               "cards/. [MODEL_DIR/explain]")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (no tables or progress bars).")
 def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: str, text: str | None,
                 image: str | None, ids: str | None, cards: int, limit: int | None, baseline: str, steps: int,
-                on_bad: str, out: str | None, device: str, as_json: bool) -> None:
+                on_bad: str, image_root: str | None, out: str | None, device: str, as_json: bool) -> None:
     """How much each modality, word and image region counted in MODEL_DIR's predictions.
 
     On a dataset: modality Shapley values and shares (overall and per predicted class), an ablation
@@ -176,7 +178,7 @@ def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: 
             return
         _record_summary(rx)
         return
-    records, reference, described = _records(Path(model_dir), data, split_file, part, on_bad)
+    records, reference, described = _records(Path(model_dir), data, split_file, part, on_bad, image_root)
     if limit is not None:
         records = records[:limit]
     features = None

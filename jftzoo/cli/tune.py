@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 
-from jftzoo.bench.commands import DEFAULT_OUT, _consoles, _seeds, _split_commas, recipe_options, speed_options
+from jftzoo.cli.bench import (
+    DEFAULT_OUT,
+    IMAGE_ROOT_OPTION,
+    ON_BAD_OPTION,
+    _consoles,
+    _seeds,
+    _split_commas,
+    recipe_options,
+    speed_options,
+)
 from jftzoo.errors import UsageError
 
 
@@ -73,6 +82,8 @@ def _fmt(value: Any) -> str:
 @click.option("--top-k", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="A seeded subsample of the dataset (quick searches).")
 @click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]))
+@ON_BAD_OPTION
+@IMAGE_ROOT_OPTION
 @click.option("--random-init", is_flag=True, help="Random encoder weights (plumbing; labelled random).")
 @click.option("--param", "params", multiple=True,
               help="A searched dimension: NAME=LOW:HIGH[:log] or NAME=A,B,C (repeatable). [by mode]")
@@ -88,11 +99,11 @@ def _fmt(value: Any) -> str:
 @speed_options
 @recipe_options
 def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: str, split: str, groups: str, seeds: str,
-             epochs: int, batch_size: int, top_k: int, limit: int | None, label_policy: str | None,
-             random_init: bool, params: Sequence[str], metric: str, trials: int | None, timeout: float | None,
-             study: str | None, out: str, no_cache: bool, as_json: bool, workers: int | None, no_prefix_cache: bool,
-             prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
-             recipe: dict[str, Any]) -> None:
+             epochs: int, batch_size: int, top_k: int, limit: int | None, label_policy: str | None, on_bad:
+             str, image_root: str | None, random_init: bool, params: Sequence[str], metric: str, trials: int
+             | None, timeout: float | None, study: str | None, out: str, no_cache: bool, as_json: bool,
+             workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache:
+             bool, frozen_backend: str, recipe: dict[str, Any]) -> None:
     """Search training hyperparameters with Optuna on validation data; print the best as bench options.
 
     Each trial trains like `jftzoo bench` on each seed's split and is scored on the validation part
@@ -105,10 +116,10 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
         import optuna  # noqa: F401
     except ImportError:
         raise UsageError("jftzoo tune needs Optuna: pip install 'jftzoo[tune]'") from None
-    from jftzoo.bench.commands import _speed_options, recipe_defaults
     from jftzoo.bench.grid import BenchConfig, validate
     from jftzoo.bench.tune import Tuning, bench_command, best_config, default_space, parse_param, run_tuning
     from jftzoo.cache import DiskCache
+    from jftzoo.cli.bench import _speed_options, recipe_defaults
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
     train = {**recipe, **_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
@@ -116,7 +127,8 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
     config = BenchConfig(data=[data], text=[text], vision=[vision], fusion=_split_commas(fusions) or ["concat"],
                          mode=[mode], folds=None, split=split, seeds=_seeds(seeds), epochs=epochs,
                          batch_size=batch_size, top_k=top_k, random_init=random_init, limit=limit,
-                         label_policy=label_policy, groups=groups, train=train)
+                         label_policy=label_policy, groups=groups, train=train, on_bad=on_bad,
+                         image_root=image_root)
     validate(config)
     space = [parse_param(p) for p in params] or default_space(config)
     if any(p.name == "fusion" for p in space):

@@ -1,0 +1,67 @@
+"""The `jftzoo` group: exit codes for jftzoo errors, and the consoles every command prints on."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+import click
+from rich.console import Console
+
+from jftzoo.errors import JftzooError, UsageError
+from jftzoo.version import __version__
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _stdout() -> Console:
+    # Wide when piped, so tables are not cropped in files and CI logs.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    _stderr().print(f"[yellow]Warning:[/yellow] {message}", markup=True, highlight=False)
+
+
+class JftzooGroup(click.Group):
+    """Turns jftzoo's errors into exit codes: 2 for usage errors, 1 for runtime failures."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx=ctx) from exc
+        except JftzooError as exc:
+            _stderr().print(f"[red]Error:[/red] {exc}", markup=True, highlight=False)
+            ctx.exit(exc.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:  # `jftzoo ... | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
+        except Exception as exc:
+            if os.environ.get("JFTZOO_DEBUG"):
+                raise
+            _stderr().print(
+                f"[red]Internal error:[/red] {type(exc).__name__}: {exc}\n"
+                "This is a bug in jftzoo or a plugin; re-run with JFTZOO_DEBUG=1 for the traceback "
+                "and report it.",
+                markup=True,
+                highlight=False,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=JftzooGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="jftzoo")
+def cli() -> None:
+    """jftzoo: multimodal (image + text) sentiment classification by joint fine-tuning of two
+    pre-trained encoders. Encoders come from plugins; `jftzoo list-encoders` shows them."""
+    warnings.showwarning = _show_warning  # plugin problems: one clear line each on stderr

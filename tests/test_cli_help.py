@@ -1,0 +1,32 @@
+"""Every command's --help shows an example, and every command lives in its own jftzoo.cli module."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from jftzoo.cli import cli
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    out = []
+    for name, cmd in sorted(group.commands.items()):
+        out.append(((*prefix, name), cmd))
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, (*prefix, name))
+    return out
+
+
+COMMANDS = _commands(cli)
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=" ".join)
+def test_help_has_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0 and "Example" in result.output, result.output
+
+
+def test_commands_come_from_the_cli_package_modules() -> None:
+    modules = {cmd.callback.__module__ for _, cmd in COMMANDS if cmd.callback is not None}
+    assert modules <= {f"jftzoo.cli.{m}" for m in ("encoders", "data", "train", "bench", "tune", "explain")}, modules
