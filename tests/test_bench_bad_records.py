@@ -5,23 +5,17 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from test_fusion_training import subset
+from test_fusion_training import subset, write_posts
 
 from jftzoo.cli import cli
 
 
 def _posts(tmp_path) -> str:
     records, _ = subset()
-    root = tmp_path / "posts"
-    (root / "img").mkdir(parents=True)
-    lines = []
-    for r in records:
-        (root / "img" / r.image.name).write_bytes(r.image.read_bytes())
-        lines.append(json.dumps({"id": r.id, "text": r.text, "image": f"img/{r.image.name}", "label": r.label}))
-    (root / "img" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    lines.append(json.dumps({"id": "broken-1", "text": "a post", "image": "img/broken.png", "label": "positive"}))
-    (root / "posts.jsonl").write_text("\n".join(lines) + "\n")
-    return f"jsonl:{root / 'posts.jsonl'}"
+    data = write_posts(tmp_path, records, (json.dumps({"id": "broken-1", "text": "a post", "image": "img/broken.png",
+                                                       "label": "positive"}),))
+    (tmp_path / "posts" / "img" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return data
 
 
 def test_bench_skips_and_lists_a_corrupt_image(tmp_path) -> None:

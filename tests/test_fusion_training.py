@@ -29,6 +29,18 @@ def subset() -> tuple:
     return tuple(r for rs in by_label.values() for r in rs), ds.labels
 
 
+def write_posts(tmp_path, records, extra_lines: tuple[str, ...] = ()) -> str:
+    """A jsonl manifest of `records` (images copied beside it) plus `extra_lines`; the --data argument."""
+    root = tmp_path / "posts"
+    (root / "img").mkdir(parents=True)
+    lines = []
+    for r in records:
+        (root / "img" / r.image.name).write_bytes(r.image.read_bytes())
+        lines.append(json.dumps({"id": r.id, "text": r.text, "image": f"img/{r.image.name}", "label": r.label}))
+    (root / "posts.jsonl").write_text("\n".join([*lines, *extra_lines]) + "\n")
+    return f"jsonl:{root / 'posts.jsonl'}"
+
+
 def make_model(head_name: str, seed: int = 0) -> FusionModel:
     torch.manual_seed(seed)
     text, vision = jftzoo.get_encoder("minilm"), jftzoo.get_encoder("efficientnet_lite0")
@@ -287,14 +299,7 @@ def test_train_and_predict_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))  # frozen train fills the disk cache
 
     records, _ = subset()
-    root = tmp_path / "posts"
-    (root / "img").mkdir(parents=True)
-    lines = []
-    for r in records:
-        (root / "img" / r.image.name).write_bytes(r.image.read_bytes())
-        lines.append(json.dumps({"id": r.id, "text": r.text, "image": f"img/{r.image.name}", "label": r.label}))
-    (root / "posts.jsonl").write_text("\n".join(lines) + "\n")
-    data = f"jsonl:{root / 'posts.jsonl'}"
+    data = write_posts(tmp_path, records)
     out = tmp_path / "model"
     res = CliRunner().invoke(cli, ["train", "--fusion", "concat", "--data", data, "--split", "4:1:1", "--out", str(out),
                                    "--epochs", "1", "--min-epochs", "1", "--batch-size", "8", "--json"])
