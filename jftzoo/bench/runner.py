@@ -436,16 +436,14 @@ def _explain(model: Any, train: list, test: list, batch_size: int, features: Any
     """bench --explain: the text's pooled share of the modality Shapley values on the test part (the
     `auto` baseline: the training part's mean embeddings for frozen encoders, empty/grey inputs else)."""
     from jftzoo.explain.coalitions import baseline_outputs, coalition_probs, resolve_baseline
-    from jftzoo.explain.shapley import pooled_share, shapley
+    from jftzoo.explain.shapley import at, pooled_share, shapley
     from jftzoo.train.trainer import normalized_texts
 
     records, reference = normalized_texts(test, normalizer), normalized_texts(train, normalizer)
     kind = resolve_baseline(model, "auto", True)
     bases = baseline_outputs(model, kind, reference, batch_size, features=features)
     co = coalition_probs(model, records, bases, batch_size, features=features)
-    pred = co.probs["both"].argmax(1)
-    rows = range(len(pred))
-    phi = shapley({c: p[rows, pred] for c, p in co.probs.items()})
+    phi = shapley(at(co.probs, co.probs["both"].argmax(1)))
     share = pooled_share(phi)
     return {"text_share": share, "image_share": 1 - share, "baseline": kind,
             "shapley_mean": {"text": float(phi.text.mean()), "image": float(phi.image.mean())}}

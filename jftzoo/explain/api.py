@@ -15,7 +15,7 @@ import numpy as np
 
 from jftzoo.datasets.records import Record
 from jftzoo.errors import UsageError
-from jftzoo.explain.shapley import COALITIONS, pooled_share, record_shares, shapley
+from jftzoo.explain.shapley import COALITIONS, at, pooled_share, record_shares, shapley
 
 ABLATION_METRICS = ("accuracy", "f1_macro", "auc")
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -91,14 +91,8 @@ def _model_of(model: Any, labels: Sequence[str] | None = None) -> tuple[Any, lis
             model.mode == "frozen")
 
 
-def _values(probs: dict[str, np.ndarray], pred: np.ndarray) -> dict[str, np.ndarray]:
-    rows = np.arange(len(pred))
-    return {c: probs[c][rows, pred] for c in COALITIONS}
-
-
 def _losses(probs: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
-    rows = np.arange(len(y))
-    return {c: -np.log(np.clip(probs[c][rows, y], 1e-12, None)) for c in COALITIONS}
+    return {c: -np.log(np.clip(p, 1e-12, None)) for c, p in at(probs, y).items()}
 
 
 def bootstrap(metric: str, y: np.ndarray, probs: np.ndarray, n_classes: int, resamples: int = 1000,
@@ -146,7 +140,7 @@ def explain_dataset(model: Any, records: Sequence[Record], baseline: str = "auto
     bases = baseline_outputs(fm, baseline, ref, batch_size, progress=stage("baseline"), features=features)
     co = coalition_probs(fm, records, bases, batch_size, progress=stage("records"), features=features)
     pred = co.probs["both"].argmax(1)
-    phi = shapley(_values(co.probs, pred))
+    phi = shapley(at(co.probs, pred))
     shares = record_shares(phi)
     index = {c: i for i, c in enumerate(labels)}
     known = np.array([r.label in index for r in records])

@@ -50,14 +50,11 @@ def _expand(out: EncoderOutput, b: int) -> EncoderOutput:
 
 def _encode(model: torch.nn.Module, records: Sequence[Record], device: torch.device
             ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
-    batch = model.preprocess([r.text for r in records], [r.image for r in records])
-    text = model.text({k: v.to(device) for k, v in batch["text"].items()}) if "text" in batch else None
-    image = model.vision({k: v.to(device) for k, v in batch["vision"].items()}) if "vision" in batch else None
-    return text, image
+    from jftzoo.train.trainer import _to_device
 
-
-def _batches(n: int, size: int) -> list[range]:
-    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+    batch = _to_device(model.preprocess([r.text for r in records], [r.image for r in records]), device)
+    return (model.text(batch["text"]) if "text" in batch else None,
+            model.vision(batch["vision"]) if "vision" in batch else None)
 
 
 def frozen_encoders(model: torch.nn.Module) -> bool:
@@ -87,6 +84,7 @@ def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Reco
     `features` (a FeatureStore) serves frozen encoders' outputs of the reference records."""
     from PIL import Image
 
+    from jftzoo.train.pipeline import plan_batches
     from jftzoo.train.trainer import FrozenInputs
 
     kind = resolve_baseline(model, kind, bool(reference))
@@ -104,8 +102,8 @@ def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Reco
         sums: dict[str, list[torch.Tensor]] = {}
         n = len(reference)
         frozen = FrozenInputs(model, reference, features) if features is not None else None
-        for part in _batches(n, batch_size):
-            outs = frozen.batch(list(part), device) if frozen is not None else \
+        for part in plan_batches(n, batch_size, None):
+            outs = frozen.batch(part, device) if frozen is not None else \
                 _encode(model, [reference[i] for i in part], device)
             for name, out in zip(("text", "image"), outs, strict=True):
                 if out is None:
@@ -116,7 +114,7 @@ def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Reco
                 acc[0] += out.pooled.float().sum(0).to(acc[0].dtype)
                 acc[1] += token.float().sum(0).to(acc[1].dtype)
             if progress is not None:
-                progress(part.stop, n)
+                progress(part[-1] + 1, n)
 
     def mean(name: str) -> EncoderOutput | None:
         if name not in sums:
@@ -133,6 +131,7 @@ def coalition_probs(model: torch.nn.Module, records: Sequence[Record],
                     progress: Progress | None = None, features: Any = None) -> Coalitions:
     """Probabilities of every coalition for every record: one encoder pass, four head passes per batch.
     `features` (a FeatureStore) serves frozen encoders' outputs instead of running them again."""
+    from jftzoo.train.pipeline import plan_batches
     from jftzoo.train.trainer import FrozenInputs
 
     device = next(model.parameters()).device
@@ -143,9 +142,9 @@ def coalition_probs(model: torch.nn.Module, records: Sequence[Record],
     weights: list[torch.Tensor] = []
     n = len(records)
     with torch.inference_mode():
-        for part in _batches(n, batch_size):
+        for part in plan_batches(n, batch_size, None):
             if frozen is not None:
-                text, image = frozen.batch(list(part), device)
+                text, image = frozen.batch(part, device)
             else:
                 text, image = _encode(model, [records[i] for i in part], device)
             b = len(part)
@@ -160,7 +159,7 @@ def coalition_probs(model: torch.nn.Module, records: Sequence[Record],
             if w is not None:
                 weights.append(w.float().cpu())  # (B, 2)
             if progress is not None:
-                progress(part.stop, n)
+                progress(part[-1] + 1, n)
     c = model.head.cfg.n_classes
     return Coalitions(probs={k: torch.cat(v).numpy() if v else np.zeros((0, c), np.float32) for k, v in probs.items()},
                       weights=torch.cat(weights).numpy() if weights else None)

@@ -34,6 +34,12 @@ class Shapley:
         return self.text + self.image
 
 
+def at(probs: dict[str, np.ndarray], classes: np.ndarray) -> dict[str, np.ndarray]:
+    """Each coalition's probability of one class per record: `probs[c]` (N, C) at `classes` (N,)."""
+    rows = np.arange(len(classes))
+    return {c: np.asarray(p)[rows, classes] for c, p in probs.items()}
+
+
 def shapley(values: dict[str, np.ndarray]) -> Shapley:
     """Shapley values from `values[coalition]` (N,), one value function evaluated on the four coalitions."""
     missing = [c for c in COALITIONS if c not in values]

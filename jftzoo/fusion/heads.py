@@ -125,14 +125,17 @@ class AttentionHead(ConcatHead):
         layer = nn.TransformerEncoderLayer(cfg.d, cfg.n_heads, 4 * cfg.d, cfg.dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
 
-    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+    def _tokens(self, text: EncoderOutput, image: EncoderOutput) -> torch.Tensor:
         seq = torch.stack([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=1)  # (B, 2, d)
-        seq = self.encoder(seq + self.modality_embed)  # (B, 2, d)
+        return seq + self.modality_embed
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        seq = self.encoder(self._tokens(text, image))  # (B, 2, d)
         return self.classifier(seq.flatten(1))  # (B, 2d) -> (B, C)
 
     def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
         """The first layer's attention to the text and image tokens, averaged over heads and both queries."""
-        seq = torch.stack([self.text_proj(text.pooled), self.image_proj(image.pooled)], dim=1) + self.modality_embed
+        seq = self._tokens(text, image)
         layer = self.encoder.layers[0]
         x = layer.norm1(seq) if layer.norm_first else seq
         _, attn = layer.self_attn(x, x, x, need_weights=True, average_attn_weights=True)  # (B, 2, 2)
@@ -156,24 +159,26 @@ class CrossAttentionHead(FusionHead):
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.classifier = classifier(cfg.d, cfg)
 
-    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+    def _sequence(self, text: EncoderOutput, image: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """[CLS_fuse; text tokens; image tokens] (B, 1 + Nt + Nv, d) and which positions are real."""
         b = text.tokens.shape[0]
         t = self.text_proj(text.tokens) + self.type_embed[1]  # (B, Nt, d)
         v = self.image_proj(image.tokens) + self.type_embed[2]  # (B, Nv, d)
         cls = self.cls.expand(b, 1, -1) + self.type_embed[0]  # (B, 1, d)
         seq = torch.cat([cls, t, v], dim=1)  # (B, 1 + Nt + Nv, d)
         keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=seq.device), text.mask, image.mask], dim=1)
+        return seq, keep
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        seq, keep = self._sequence(text, image)
         out = self.encoder(seq, src_key_padding_mask=~keep)  # (B, 1 + Nt + Nv, d)
         return self.classifier(out[:, 0])  # (B, C)
 
     def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
         """The first layer's attention from the fusion token to all text tokens vs all image tokens
         (averaged over heads), renormalised without the fusion token's attention to itself."""
-        b, nt = text.tokens.shape[0], text.tokens.shape[1]
-        t = self.text_proj(text.tokens) + self.type_embed[1]  # (B, Nt, d)
-        v = self.image_proj(image.tokens) + self.type_embed[2]  # (B, Nv, d)
-        seq = torch.cat([self.cls.expand(b, 1, -1) + self.type_embed[0], t, v], dim=1)  # (B, 1 + Nt + Nv, d)
-        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=seq.device), text.mask, image.mask], dim=1)
+        nt = text.tokens.shape[1]
+        seq, keep = self._sequence(text, image)
         layer = self.encoder.layers[0]
         x = layer.norm1(seq) if layer.norm_first else seq
         _, attn = layer.self_attn(x[:, :1], x, x, key_padding_mask=~keep, need_weights=True)  # (B, 1, 1 + Nt + Nv)
@@ -192,16 +197,18 @@ class GatedHead(FusionHead):
         self.classifier = classifier(cfg.d, cfg)
         self.last_weights: torch.Tensor | None = None
 
-    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+    def _gated(self, text: EncoderOutput, image: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t, v = self.text_proj(text.pooled), self.image_proj(image.pooled)  # (B, d) each
-        w = self.gate(torch.cat([t, v], dim=-1)).softmax(-1)  # (B, 2): text, image
+        return t, v, self.gate(torch.cat([t, v], dim=-1)).softmax(-1)  # (B, 2): text, image
+
+    def forward(self, text, image):  # type: ignore[no-untyped-def, override]
+        t, v, w = self._gated(text, image)
         self.last_weights = w.detach()
         fused = w[:, :1] * t + w[:, 1:] * v  # (B, d)
         return self.classifier(fused)
 
     def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
-        t, v = self.text_proj(text.pooled), self.image_proj(image.pooled)  # (B, d) each
-        return self.gate(torch.cat([t, v], dim=-1)).softmax(-1)  # (B, 2): text, image
+        return self._gated(text, image)[2]
 
 
 class LateFusionHead(FusionHead):
