@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
+from jftzoo.datasets.records import is_absent
 from jftzoo.digests import hash_tensors, item_digest, weights_digest, weights_version  # noqa: F401 (re-exported)
 from jftzoo.encoders.base import Encoder, EncoderOutput
 
@@ -76,8 +77,9 @@ def encoder_fingerprint(encoder: Encoder) -> str:
 class Features:
     """One encoder's frozen outputs for a list of items, in the order asked for."""
 
-    pooled: torch.Tensor  # (N, D)
-    tokens: list[torch.Tensor] | None  # N tensors (n_i, Dt), or None when pooled was enough
+    pooled: torch.Tensor  # (N, D), zero rows for absent items
+    tokens: list[torch.Tensor] | None  # N tensors (n_i, Dt) (0 rows when absent), or None when pooled was enough
+    present: torch.Tensor | None = None  # (N,) bool, False for items without this modality; None: all present
 
     def __len__(self) -> int:
         return self.pooled.shape[0]
@@ -85,14 +87,15 @@ class Features:
     def batch(self, idx: Sequence[int]) -> EncoderOutput:
         """An EncoderOutput for items `idx`, token sequences padded to the longest with a mask."""
         pooled = self.pooled[list(idx)]  # (B, D)
+        present = self.present[list(idx)] if self.present is not None else None  # (B,)
         if self.tokens is None:
             empty = pooled.new_zeros(len(idx), 0, 0)
-            return EncoderOutput(pooled, empty, torch.zeros(len(idx), 0, dtype=torch.bool))
+            return EncoderOutput(pooled, empty, torch.zeros(len(idx), 0, dtype=torch.bool), present)
         seqs = [self.tokens[i] for i in idx]
         tokens = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)  # (B, N, Dt)
         lengths = torch.tensor([s.shape[0] for s in seqs])
         mask = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]  # (B, N)
-        return EncoderOutput(pooled, tokens, mask)
+        return EncoderOutput(pooled, tokens, mask, present)
 
 
 class FeatureStore:
@@ -146,7 +149,21 @@ class FeatureStore:
         tokens: bool = False,
         progress: ProgressCallback | None = None,
     ) -> Features:
-        """Outputs for `items` (texts or image paths), running the encoder only on unseen ones."""
+        """Outputs for `items` (texts or image paths), running the encoder only on unseen ones.
+
+        An absent item (None, an empty text: a post without this modality) is never encoded: its row is
+        zero and `Features.present` marks it, for the fusion head's "missing" embedding."""
+        present = [not is_absent(x) for x in items]
+        if not all(present):
+            got = self.features(encoder, [x for x, p in zip(items, present, strict=True) if p], tokens, progress)
+            where = torch.tensor(present)
+            pooled = got.pooled.new_zeros(len(items), got.pooled.shape[1] if len(got) else encoder.embed_dim)
+            pooled[where] = got.pooled
+            toks: list[torch.Tensor] | None = None
+            if tokens:
+                it = iter(got.tokens or [])
+                toks = [next(it) if p else torch.zeros(0, encoder.token_dim) for p in present]
+            return Features(pooled, toks, where)
         fp = self.fingerprint(encoder)
         ns = self.cache.namespace(encoder.name, fp) if self.cache is not None else f"{encoder.name}/{fp}"
         keys = [f"{ns}/{item_digest(x)}" for x in items]

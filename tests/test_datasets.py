@@ -124,8 +124,11 @@ def test_non_image_with_an_image_name(tmp_path: Path):
     assert str(err.value.problems[0]).endswith("fake.png: not an image file (PIL cannot identify it)")
 
 
-def test_empty_text(tmp_path: Path):
-    assert only_problem(tmp_path, [row("a"), row("b", text="  ")]) == "record b: posts.jsonl:2: empty text"
+def test_empty_text_is_data_and_neither_text_nor_image_is_bad(tmp_path: Path):
+    ds = load_dataset(f"jsonl:{manifest(tmp_path, [row('a'), row('b', text='  ')])}")
+    assert [r.id for r in ds.records] == ["a", "b"] and ds.missing_counts() == {"text": 1, "image": 0}
+    msg = only_problem(tmp_path, [row("a"), row("b", text="", image="")])
+    assert msg == "record b: posts.jsonl:2: no text and no image: nothing to classify"
 
 
 def test_unknown_label_against_a_fixed_label_set(tmp_path: Path):
@@ -143,7 +146,9 @@ def test_duplicate_id(tmp_path: Path):
 
 def test_manifest_row_with_missing_fields(tmp_path: Path):
     msg = only_problem(tmp_path, [row("a"), {"id": "b", "text": "hi"}])
-    assert msg == "record b: posts.jsonl:2: missing field(s) image, label"
+    assert msg == "record b: posts.jsonl:2: missing field(s) label"
+    ds = load_dataset(f"jsonl:{manifest(tmp_path, [row('a'), {'id': 'b', 'text': 'hi', 'label': 'pos'}])}")
+    assert ds.by_id()["b"].image is None  # a row without an image field: a post without an image
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd"])
@@ -153,10 +158,12 @@ def test_image_path_escaping_the_root(tmp_path: Path, bad: str):
 
 
 def test_skip_policy_keeps_the_good_and_lists_the_bad(tmp_path: Path):
-    path = manifest(tmp_path, [row("a"), row("b", image="img/gone.png"), row("c", text=""), row("d", label="neg")])
+    path = manifest(tmp_path, [row("a"), row("b", image="img/gone.png"), row("c", text="", image=""),
+                               row("d", label="neg")])
     ds = load_dataset(f"jsonl:{path}", on_bad="skip")
     assert [r.id for r in ds.records] == ["a", "d"]
-    assert sorted((p.record_id, p.reason) for p in ds.skipped) == [("b", "image file is missing"), ("c", "empty text")]
+    assert sorted((p.record_id, p.reason) for p in ds.skipped) == [
+        ("b", "image file is missing"), ("c", "no text and no image: nothing to classify")]
     assert ds.labels == ("neg", "pos")
 
 

@@ -104,7 +104,9 @@ def test_paper_attention_has_the_released_architecture(n_classes: int):
     layer = (3 * 64 * 64 + 3 * 64) + (64 * 64 + 64) + (64 * 2048 + 2048) + (2048 * 64 + 64) + 2 * (64 + 64)
     classifier = (64 * 128 + 128) + (128 * c + c)
     head = build_head("attention-paper", HeadConfig(c, 768, 2048, d=256, hidden=256, n_heads=4, dropout=0.1))
-    assert sum(p.numel() for p in head.parameters()) == proj + layer + classifier
+    released = [p for n, p in head.named_parameters() if not n.startswith("missing_")]
+    assert sum(p.numel() for p in released) == proj + layer + classifier
+    assert (head.missing_text.numel(), head.missing_vision.numel()) == (768, 2048)  # jftzoo's: posts without one
     assert head.encoder.self_attn.num_heads == 8 and head.encoder.dropout.p == 0.4
     assert [m.p for m in head.classifier if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
 
@@ -316,7 +318,8 @@ def test_train_and_predict_cli(tmp_path, monkeypatch):
     rows = json.loads(res.output)
     assert [r["id"] for r in rows] == [r.id for r in records]
     assert all(set(r["probs"]) == {"negative", "neutral", "positive"} for r in rows)
-    assert CliRunner().invoke(cli, ["predict", str(out), "--text", "hi"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["predict", str(out), "--text", "hi"]).exit_code == 0  # a post without image
+    assert CliRunner().invoke(cli, ["predict", str(out)]).exit_code == 2
     res = CliRunner().invoke(cli, ["predict", str(out), "--text", "hi", "--image", str(tmp_path / "nope.png")])
     assert res.exit_code == 1 and "nope.png" in res.output
     res = CliRunner().invoke(cli, ["train", "--fusion", "text-only", "--data", data, "--folds", "2", "--out",

@@ -56,18 +56,30 @@ def test_label_smoothing_changes_the_loss():
     assert smooth[-1] > plain[-1] + 1e-3  # a smoothed target cannot be fitted as closely
 
 
-def test_modality_dropout_zeroes_one_modality_for_the_expected_share():
+def test_modality_dropout_marks_one_modality_absent_for_the_expected_share():
     n = 20000
     text = EncoderOutput(torch.ones(n, 4), torch.ones(n, 3, 4), torch.ones(n, 3, dtype=torch.bool))
     image = EncoderOutput(torch.ones(n, 5), torch.ones(n, 2, 5), torch.ones(n, 2, dtype=torch.bool))
     t, i = drop_modalities(text, image, 0.3, torch.Generator().manual_seed(0))
-    no_text, no_image = t.pooled.sum(1) == 0, i.pooled.sum(1) == 0
+    no_text, no_image = ~t.present, ~i.present
     assert not (no_text & no_image).any()  # never both
     assert (no_text | no_image).float().mean().item() == pytest.approx(0.3, abs=0.015)
     assert no_text.float().mean().item() == pytest.approx(0.15, abs=0.01)
-    assert torch.equal(t.tokens.sum((1, 2)) == 0, no_text) and t.mask.all()  # tokens too; masks untouched
     same = drop_modalities(text, image, 0.0, torch.Generator())
     assert same[0] is text and same[1] is image
+    # the head reads its learned "missing" embedding in the dropped rows, the encoder output elsewhere
+    from jftzoo.fusion.heads import ConcatHead, HeadConfig
+
+    head = ConcatHead(HeadConfig(n_classes=2, text_dim=4, vision_dim=5))
+    with torch.no_grad():
+        head.missing_text.fill_(7.0)
+    filled, _ = head.fill_missing(t, i)
+    assert torch.equal(filled.pooled[no_text], torch.full((int(no_text.sum()), 4), 7.0))
+    assert torch.equal(filled.pooled[~no_text], torch.ones(int((~no_text).sum()), 4))
+    # already-absent rows stay absent
+    text.present = torch.arange(n) % 2 == 0
+    t2, _ = drop_modalities(text, image, 0.3, torch.Generator().manual_seed(0))
+    assert not t2.present[1::2].any()
 
 
 def test_modality_dropout_runs_in_training_forwards_only():
@@ -77,7 +89,8 @@ def test_modality_dropout_runs_in_training_forwards_only():
     real = model.head.forward
 
     def spy(text, image):
-        seen.append((bool((text.pooled.abs().sum(1) == 0).any()), bool((image.pooled.abs().sum(1) == 0).any())))
+        seen.append((text.present is not None and not bool(text.present.all()),
+                     image.present is not None and not bool(image.present.all())))
         return real(text, image)
 
     model.head.forward = spy

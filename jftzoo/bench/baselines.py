@@ -51,9 +51,14 @@ def svm_estimator(n_train: int, seed: int, kernel: str = "auto") -> Any:
 def svm(x_train: Any, y_train: Any, n_classes: int, score: Sequence[Any], seed: int, kernel: str = "auto"
         ) -> list[Any]:
     """The SVM baseline on standardised concatenated frozen embeddings (`svm_estimator`), Platt-scaled
-    (CalibratedClassifierCV, scikit-learn's replacement for SVC(probability=True))."""
+    (CalibratedClassifierCV, scikit-learn's replacement for SVC(probability=True)).
+
+    NaN marks an absent modality's block (a post without text or image; the caller appends indicator
+    columns saying which): it is imputed with the training mean, 0 after scaling. On complete data the
+    imputer is a no-op and constant indicator columns scale to 0, so results are unchanged there."""
     import numpy as np
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.impute import SimpleImputer
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -64,5 +69,7 @@ def svm(x_train: Any, y_train: Any, n_classes: int, score: Sequence[Any], seed: 
                           f"{smallest} of one: use fewer folds or more records (--limit)")
     folds = StratifiedKFold(min(3, smallest), shuffle=True, random_state=seed)
     calibrated = CalibratedClassifierCV(svm_estimator(len(y_train), seed, kernel), ensemble=False, cv=folds)
-    clf = make_pipeline(StandardScaler(), calibrated).fit(x_train, y_train)
+    clf = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler(), calibrated)
+    clf.fit(x_train, y_train)
     return [_into_columns(clf.predict_proba(x), clf.classes_, len(x), n_classes) for x in score]
+

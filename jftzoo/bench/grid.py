@@ -57,10 +57,14 @@ class BenchConfig:
     limit: int | None = None  # a seeded stratified subsample of each dataset, for quick runs
     label_policy: str | None = None  # MVSA label policy, passed to readers that take it
     train: dict[str, Any] = field(default_factory=dict)  # more TrainConfig fields (learning rates...)
+    # TrainConfig fields for the cells of one mode only, over `train` (the default demo's fast top-k row)
+    mode_train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra_cells: Sequence[tuple[str, str]] = ()  # (fusion, mode) cells added to the product (and their baselines)
     groups: str = "near-duplicates"  # near-duplicate posts never cross a split; "none": the literature's random splits
     split_files: Sequence[str] = ()  # manifests from `jftzoo data check --write-split`, matched to data by checksum
     image_root: str | None = None  # csv/jsonl: the folder image paths are relative to
     on_bad: str = "error"  # bad records (unreadable image, unknown label...): stop with the list, or skip them
+    on_missing: str = "keep"  # posts without text or image: keep (data), skip (listed), or error
     explain: bool = False  # modality Shapley shares on each task's test part (not in any key: a measurement)
 
     def protocol(self) -> dict[str, Any]:
@@ -148,7 +152,11 @@ def expand(config: BenchConfig) -> list[Cell]:
         config.data, config.fusion, config.mode, config.text, config.vision
     ):
         cells.setdefault(cell_for(data, text, vision, fusion, mode))
-    for data, fusion, mode in itertools.product(config.data, config.fusion, config.mode):
+    for data, (fusion, mode), text, vision in itertools.product(config.data, config.extra_cells, config.text,
+                                                                config.vision):
+        cells.setdefault(cell_for(data, text, vision, fusion, mode))
+    pairs = [*itertools.product(config.fusion, config.mode), *config.extra_cells]
+    for data, (fusion, mode) in itertools.product(config.data, pairs):
         if fusion in BASELINES or len(get_fusion_spec(fusion).modalities) < 2:
             continue
         mode = "frozen" if fusion == "svm" else mode

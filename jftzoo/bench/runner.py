@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jftzoo.bench.grid import BenchConfig, Cell, config_hash, expand, record_key
-from jftzoo.bench.store import ResultStore
+from jftzoo.bench.store import ResultStore, write_manifest
+from jftzoo.datasets.splits import folds_of, matching_split, subsample
 from jftzoo.errors import JftzooError, TokenizerUnavailableError, UsageError, WeightsUnavailableError
 
 Progress = Callable[[dict[str, Any]], None]
@@ -56,69 +57,15 @@ def load_bench_dataset(data: str, config: BenchConfig) -> Any:
     options = {"label_policy": config.label_policy} if "label_policy" in spec.options else {}
     if config.image_root is not None:
         options["image_root"] = config.image_root  # a kind that takes none says so (usage error)
-    return load_dataset(data, on_bad=config.on_bad, **options)
-
-
-def subsample(ds: Any, limit: int | None, seed: int) -> Any:
-    """A seeded stratified subsample of `limit` records (the whole dataset without a limit)."""
-    if limit is None or limit >= len(ds):
-        return ds
-    from sklearn.model_selection import train_test_split
-
-    records = sorted(ds.records, key=lambda r: r.id)
-    kept, _ = train_test_split(records, train_size=limit, stratify=[r.label for r in records], random_state=seed)
-    return ds.subset(kept)
+    return load_dataset(data, on_bad=config.on_bad, on_missing=config.on_missing, **options)
 
 
 def make_split(ds: Any, config: BenchConfig, seed: int) -> Any:
+    """The bench's split of `ds` for `seed`: k-fold or ratio, group-aware unless `--groups none`."""
     from jftzoo.datasets.groups import groups_for
-    from jftzoo.datasets.splits import ratio_split, stratified_kfold
+    from jftzoo.datasets.splits import split_for
 
-    groups = groups_for(ds, config.groups)
-    if config.folds is not None:
-        return stratified_kfold(ds, config.folds, seed, groups)
-    return ratio_split(ds, config.split, seed, groups)
-
-
-def split_from_files(ds: Any, splits: dict[str, Any]) -> Any:
-    """The manifest (path -> Split) made from exactly this data, matched by the dataset checksum;
-    None when none was; the matched one is removed from `splits`."""
-    checksum = ds.checksum()
-    for path, split in list(splits.items()):
-        if split.checksum == checksum:
-            del splits[path]
-            return split
-    return None
-
-
-def write_manifest(out_dir: Any, split: Any) -> tuple[str, str]:
-    """The split manifest in the results folder, content-addressed (never overwritten by another
-    split); returns (path relative to the results folder, digest)."""
-    from pathlib import Path
-
-    from jftzoo.datasets.splits import write_split
-
-    digest = split.digest()
-    relative = f"splits/{digest[:16]}.json"
-    path = Path(out_dir) / relative
-    if not path.exists():
-        write_split(split, path)
-    return relative, digest
-
-
-def folds_of(split: Any) -> list[tuple[str, list[str], list[str], list[str]]]:
-    """(fold name, train ids, validation ids (empty: carve from train), test ids) per fold."""
-    if split.kind == "kfold":
-        every = [i for ids in split.parts.values() for i in ids]
-        out = []
-        for name, test in split.parts.items():
-            held_out = set(test)
-            out.append((name, [i for i in every if i not in held_out], [], list(test)))
-        return out
-    if "train" not in split.parts or "test" not in split.parts:
-        raise UsageError(f"split of {split.dataset} has parts {', '.join(split.parts)}; the bench needs 'train' and "
-                         "'test' (and optionally 'val'), or k-fold parts")
-    return [("test", list(split.parts["train"]), list(split.parts.get("val", [])), list(split.parts["test"]))]
+    return split_for(ds, config.folds, config.split, seed, groups_for(ds, config.groups))
 
 
 class Encoders:
@@ -210,7 +157,7 @@ def run_bench(
         full = load_bench_dataset(data, config)  # read (and every image checked) once, whatever the seeds
         if full.skipped:
             report.bad_records[data] = list(full.skipped)
-        fixed = split_from_files(full, given) if given else None
+        fixed = matching_split(full, given) if given else None
         for seed in config.seeds:
             ds = full if fixed is not None else subsample(full, config.limit, seed)
             split = fixed if fixed is not None else make_split(ds, config, seed)
@@ -228,72 +175,97 @@ def run_bench(
         raise UsageError(f"--split-file {', '.join(given)}: made from data none of --data matches (dataset "
                          "checksums differ); write it again with `jftzoo data check --data ... --write-split`")
     total = sum(len(folds_of(split)) * len(ds_cells) for _, _, _, split, _, _, ds_cells in plans)
-    emit({"event": "plan", "cells": len(cells), "tasks": total})
+    # The plan: what is already in the store, what is left and about how long it takes, before anything trains.
+    from jftzoo.bench.estimate import Estimator
+    from jftzoo.fusion.registry import get_fusion_spec
+
+    estimator = Estimator(store.records())
+    work = []  # (plan, cell, weights, identity, config hash, pending tasks with their estimates)
+    rows: dict[str, dict[str, Any]] = {}
     finished = 0
-    for data, seed, ds, split, manifest, digest, ds_cells in plans:
-        by_id = ds.by_id()
-        tokens_needed = _tokens_needed(ds_cells)
-        labels = list(ds.labels)
+    for plan in plans:
+        data, seed, ds, split, manifest, digest, ds_cells = plan
         for cell in ds_cells:
             try:
                 weights = _cell_weights(cell, encoders)
-                identity = _identity(cell, config, encoders, len(labels))
+                identity = _identity(cell, config, encoders, len(ds.labels))
             except UNAVAILABLE as exc:
                 report.unavailable[cell] = str(exc).splitlines()[0]
                 finished += len(folds_of(split))
                 emit({"event": "unavailable", "cell": cell.label(), "reason": report.unavailable[cell]})
                 continue
             chash = config_hash(cell, protocol, identity)
+            baseline = cell.fusion in ("majority", "svm")
+            epochs = 1 if baseline else _train_config(cell, config, seed).max_epochs
+            tokens = not baseline and get_fusion_spec(cell.fusion).uses_tokens
             pending = []
+            row = rows.setdefault(cell.label(), {"cell": cell.label(), "done": 0, "pending": 0, "estimate_s": 0.0,
+                                                 "sources": set()})
             for fold, train_ids, val_ids, test_ids in folds_of(split):
                 key = record_key(cell, protocol, identity, digest, fold, seed)
                 wanted.add(key)
                 if key in done:
                     report.skipped_records += 1
                     finished += 1
-                else:
-                    pending.append((fold, train_ids, val_ids, test_ids, key))
-            if not pending:
-                continue
-            if cell.mode == "frozen":  # one pass of each encoder over the whole dataset, shared by all cells
-                for name in (cell.text, cell.vision):
-                    if name is not None:
-                        enc = encoders.get(name)
-                        items = [r.text if enc.modality == "text" else r.image for r in ds.records]
-                        features.features(enc, items, tokens=tokens_needed.get((data, name), False),
-                                          progress=lambda i, n, _name=name: emit(
-                                              {"event": "encode", "encoder": _name, "done": i, "total": n}))
-            for fold, train_ids, val_ids, test_ids, key in pending:
-                emit({"event": "task", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
-                      "tasks": total})
-                try:
-                    record, test_preds, val_preds = _run_one(cell, config, encoders, features, labels, by_id,
-                                                             train_ids, val_ids, test_ids, seed, identity, emit,
-                                                             prefixes)
-                except UNAVAILABLE as exc:
-                    report.unavailable[cell] = str(exc).splitlines()[0]
-                    break
-                except JftzooError as exc:
-                    report.failed[cell] = f"{fold}, seed {seed}: {exc}"
-                    emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
+                    row["done"] += 1
                     continue
-                predictions = write_predictions(store.dir, key, test_preds, val_preds)  # before the record names it
-                record.update({
-                    "key": key, "config_hash": chash, "jftzoo_version": __version__, **asdict(cell),
-                    "weights": weights, "text_weights": encoders.weights.get(cell.text or ""),
-                    "vision_weights": encoders.weights.get(cell.vision or ""), "fold": fold, "seed": seed,
-                    "fingerprints": identity["encoders"], "train_config": identity["train"],
-                    "split": {"kind": split.kind, "folds": config.folds, "ratio": config.split,
-                              "groups": split.groups, "checksum": split.checksum, "digest": digest,
-                              "manifest": manifest},
-                    "predictions": predictions, "n_records": len(ds.records),
-                    "protocol": protocol, **env, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                })
-                store.append(record)
-                report.new_records += 1
-                finished += 1
-                emit({"event": "record", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
-                      "tasks": total, "auc": record["metrics"]["auc"]})
+                n_train = len(train_ids) if val_ids else len(train_ids) - round(0.1 * len(train_ids))
+                guess = estimator.task(cell, chash, n_train, epochs, tokens)
+                pending.append((fold, train_ids, val_ids, test_ids, key, guess.seconds))
+                row["pending"] += 1
+                row["estimate_s"] += guess.seconds
+                row["sources"].add(guess.source)
+            work.append((plan, cell, weights, identity, chash, pending))
+    left_s = sum(r["estimate_s"] for r in rows.values())
+    emit({"event": "plan", "cells": len(cells), "tasks": total, "done": finished,
+          "pending": sum(r["pending"] for r in rows.values()), "estimate_s": left_s,
+          "rows": [{**r, "sources": sorted(r["sources"])} for r in rows.values()]})
+    for (data, seed, ds, split, manifest, digest, ds_cells), cell, weights, identity, chash, pending in work:
+        by_id = ds.by_id()
+        tokens_needed = _tokens_needed(ds_cells)
+        labels = list(ds.labels)
+        if not pending:
+            continue
+        if cell.mode == "frozen":  # one pass of each encoder over the whole dataset, shared by all cells
+            for name in (cell.text, cell.vision):
+                if name is not None:
+                    enc = encoders.get(name)
+                    items = [r.item(enc.modality) for r in ds.records]
+                    features.features(enc, items, tokens=tokens_needed.get((data, name), False),
+                                      progress=lambda i, n, _name=name: emit(
+                                          {"event": "encode", "encoder": _name, "done": i, "total": n}))
+        for fold, train_ids, val_ids, test_ids, key, guess in pending:
+            emit({"event": "task", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
+                  "tasks": total, "estimate_s": guess, "left_s": left_s})
+            left_s -= guess
+            try:
+                record, test_preds, val_preds = _run_one(cell, config, encoders, features, labels, by_id,
+                                                         train_ids, val_ids, test_ids, seed, identity, emit,
+                                                         prefixes)
+            except UNAVAILABLE as exc:
+                report.unavailable[cell] = str(exc).splitlines()[0]
+                break
+            except JftzooError as exc:
+                report.failed[cell] = f"{fold}, seed {seed}: {exc}"
+                emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
+                continue
+            predictions = write_predictions(store.dir, key, test_preds, val_preds)  # before the record names it
+            record.update({
+                "key": key, "config_hash": chash, "jftzoo_version": __version__, **asdict(cell),
+                "weights": weights, "text_weights": encoders.weights.get(cell.text or ""),
+                "vision_weights": encoders.weights.get(cell.vision or ""), "fold": fold, "seed": seed,
+                "fingerprints": identity["encoders"], "train_config": identity["train"],
+                "split": {"kind": split.kind, "folds": config.folds, "ratio": config.split,
+                          "groups": split.groups, "checksum": split.checksum, "digest": digest,
+                          "manifest": manifest},
+                "predictions": predictions, "n_records": len(ds.records),
+                "protocol": protocol, **env, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            })
+            store.append(record)
+            report.new_records += 1
+            finished += 1
+            emit({"event": "record", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
+                  "tasks": total, "auc": record["metrics"]["auc"]})
     report.records = [r for r in store.records() if r.get("key") in wanted]
     report.encoder_passes = dict(features.passes)
     report.items_encoded = dict(features.encoded)
@@ -332,7 +304,7 @@ def _train_config(cell: Cell, config: BenchConfig, seed: int) -> Any:
     from jftzoo.fusion.registry import apply_train_preset
     from jftzoo.train.trainer import TrainConfig
 
-    options = apply_train_preset(cell.fusion, dict(config.train))
+    options = apply_train_preset(cell.fusion, {**config.train, **config.mode_train.get(cell.mode, {})})
     options = {"mode": cell.mode, "top_k": config.top_k, "max_epochs": config.epochs,
                "min_epochs": min(3, config.epochs), "batch_size": config.batch_size, **options, "seed": seed}
     options["min_epochs"] = min(options["min_epochs"], options["max_epochs"])
@@ -501,8 +473,14 @@ def _baseline(cell: Cell, encoders: Encoders, features: Any, train: list, score:
     text, vision = encoders.get(cell.text), encoders.get(cell.vision)
 
     def embed(records: list) -> np.ndarray:
-        t = features.features(text, [r.text for r in records]).pooled
-        v = features.features(vision, [r.image for r in records]).pooled
-        return np.concatenate([t.numpy(), v.numpy()], axis=1)  # (N, D_t + D_v)
+        parts, absent = [], []
+        for encoder, modality in ((text, "text"), (vision, "vision")):
+            got = features.features(encoder, [r.item(modality) for r in records])
+            x = got.pooled.numpy().astype(np.float64)  # (N, D)
+            gone = ~got.present.numpy() if got.present is not None else np.zeros(len(records), dtype=bool)
+            x[gone] = np.nan  # a post without this modality: imputed by the baseline
+            parts.append(x)
+            absent.append(gone.astype(np.float64)[:, None])  # (N, 1)
+        return np.concatenate(parts + absent, axis=1)  # (N, D_t + D_v + 2)
 
     return baselines.svm(embed(train), y_train, len(index), [embed(part) for part in score], seed)

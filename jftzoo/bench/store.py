@@ -73,3 +73,16 @@ class ResultStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_manifest(out_dir: str | Path, split: Any) -> tuple[str, str]:
+    """The split manifest in the results folder, content-addressed (never overwritten by another
+    split); returns (path relative to the results folder, digest)."""
+    from jftzoo.datasets.splits import write_split
+
+    digest = split.digest()
+    relative = f"splits/{digest[:16]}.json"
+    path = Path(out_dir) / relative
+    if not path.exists():
+        write_split(split, path)
+    return relative, digest

@@ -199,15 +199,9 @@ def run_tuning(tuning: Tuning, trials: int | None, timeout: float | None, progre
     """Run (or resume) the study until it holds `trials` finished trials or `timeout` seconds pass."""
     import optuna
 
-    from jftzoo.bench.runner import (
-        Encoders,
-        folds_of,
-        load_bench_dataset,
-        make_split,
-        subsample,
-        train_and_validate,
-        write_manifest,
-    )
+    from jftzoo.bench.runner import Encoders, load_bench_dataset, make_split, train_and_validate
+    from jftzoo.bench.store import write_manifest
+    from jftzoo.datasets.splits import folds_of, subsample
     from jftzoo.features import FeatureStore
     from jftzoo.train.metrics import evaluate
     from jftzoo.train.prefix import PrefixStore

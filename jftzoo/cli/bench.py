@@ -13,16 +13,10 @@ from typing import Any
 import click
 
 from jftzoo.bench.grid import DEFAULT_DATA, DEFAULT_FUSIONS, DEFAULT_TEXT, DEFAULT_VISION, MODES
+from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.errors import JftzooError, UsageError
 
 DEFAULT_OUT = "jftzoo-bench"
-IMAGE_ROOT_OPTION = click.option(
-    "--image-root", type=click.Path(exists=True, file_okay=False),
-    help="Folder the manifest's image paths are relative to (csv, jsonl). [the manifest's folder]")
-ON_BAD_OPTION = click.option(
-    "--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-    help="Bad records (an unreadable image, an unknown label...): stop with the list, or leave them out and "
-         "list them.")
 ENSEMBLE_OPTION = click.option("--ensemble", is_flag=True, help="Add ensemble(a+b+...) rows: the fusion heads' test "
                                "probabilities averaged per record on each split (from stored predictions).")
 
@@ -43,6 +37,31 @@ def _consoles() -> tuple[Any, Any]:
     from jftzoo.cli.app import _stderr, _stdout
 
     return _stdout(), _stderr()
+
+
+PLAN_ROWS = 20  # cells listed in the printed plan; the rest are summed in one line
+
+
+def plan_lines(event: dict[str, Any]) -> list[str]:
+    """The plan as lines: the totals, then each cell's tasks to run, stored and estimated time."""
+    from jftzoo.bench.estimate import describe
+
+    rows = event.get("rows", [])
+    sources = sorted({s for r in rows for s in r["sources"]})
+    how = {"measured": "finished runs of the same configuration", "similar": "runs of the same head and mode",
+           "default": "reference rates of a 2-core CPU"}
+    basis = "; ".join(how[s] for s in sources if s in how)
+    lines = [f"plan: {event['tasks']} task(s) over {event['cells']} cell(s): {event['done']} already in the store, "
+             f"{event['pending']} to run, {describe(event['estimate_s'])} of training"
+             + (f" (estimated from {basis})" if basis else "")]
+    for r in rows[:PLAN_ROWS]:
+        todo = f"{r['pending']} to run, {describe(r['estimate_s'])}" if r["pending"] else "nothing to run"
+        lines.append(f"  {r['cell']}: {todo}" + (f" ({r['done']} stored)" if r["done"] else ""))
+    if len(rows) > PLAN_ROWS:
+        rest = rows[PLAN_ROWS:]
+        lines.append(f"  ... {len(rest)} more cell(s): {sum(r['pending'] for r in rest)} to run, "
+                     f"{describe(sum(r['estimate_s'] for r in rest))}")
+    return lines
 
 
 class _BenchProgress:
@@ -92,11 +111,15 @@ class _BenchProgress:
         click.echo(f"[{time.strftime('%H:%M:%S')}] bench: {text}", err=True)
 
     def _eta(self) -> str:
-        done, total = self.state["done"], self.state["tasks"]
-        if not done or not isinstance(total, int):
-            return "ETA unknown until a task finishes"
-        left = (time.monotonic() - self.started) / done * (total - done)
-        return f"ETA {left / 60:.1f} min" if left >= 60 else f"ETA {left:.0f} s"
+        """The plan's estimate of what is left, scaled by how the finished tasks compared with their estimates."""
+        st = self.state
+        if "left_after" not in st:
+            return "ETA unknown until the plan is made"
+        ratio = st["actual_s"] / st["estimated_s"] if st["estimated_s"] > 0 else 1.0
+        current = max(st["task_est"] * ratio - (time.monotonic() - st["task_start"]), 0.0) if st["running"] else 0.0
+        from jftzoo.bench.estimate import describe
+
+        return f"ETA {describe(st['left_after'] * ratio + current)}"
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -111,10 +134,15 @@ class _BenchProgress:
         kind = event["event"]
         st = self.state
         if kind == "plan":
-            st["tasks"] = event["tasks"]
-            self.progress.update(self.tasks, total=event["tasks"])
-            if self.lines:
-                self._say(f"plan: {event['tasks']} task(s) over {event['cells']} cell(s)")
+            st.update(tasks=event["tasks"], done=event["done"], left_after=event["estimate_s"], actual_s=0.0,
+                      estimated_s=0.0, task_est=0.0, running=False)
+            self.progress.update(self.tasks, total=event["tasks"], completed=event["done"])
+            if self.enabled:
+                for line in plan_lines(event):
+                    if self.lines:
+                        self._say(line)
+                    else:
+                        self.console.print(line, highlight=False)
         elif kind == "encode":
             self.progress.update(self.encode, visible=event["done"] < event["total"], completed=event["done"],
                                  total=event["total"], description=f"encoding with {event['encoder']}")
@@ -123,6 +151,9 @@ class _BenchProgress:
         elif kind == "task":
             label = f"{event['cell']} [{event['fold']}, seed {event['seed']}]"
             st.update(what=label, since=time.monotonic(), done=event["done"], tasks=event["tasks"])
+            if "estimate_s" in event:
+                st.update(task_est=event["estimate_s"], left_after=event["left_s"] - event["estimate_s"],
+                          task_start=time.monotonic(), running=True)
             self.progress.update(self.tasks, completed=event["done"], description=label)
             self.progress.update(self.epochs, visible=False, completed=0)
             if self.lines:
@@ -134,6 +165,10 @@ class _BenchProgress:
             st["what"] = f"{base} · epoch {event['epoch']}/{event['max_epochs']}"
         elif kind == "record":
             st["done"] = event["done"]
+            if st.get("running"):
+                st["actual_s"] = st.get("actual_s", 0.0) + time.monotonic() - st["task_start"]
+                st["estimated_s"] = st.get("estimated_s", 0.0) + st["task_est"]
+                st["running"] = False
             self.progress.update(self.tasks, completed=event["done"])
             if self.lines:
                 self._say(f"done {event['cell']} [{event['fold']}, seed {event['seed']}] AUC {event['auc']:.3f} "
@@ -326,6 +361,7 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
 @ENSEMBLE_OPTION
 @ON_BAD_OPTION
+@ON_MISSING_OPTION
 @IMAGE_ROOT_OPTION
 @click.option("--log-json", type=click.Path(dir_okay=False),
               help="Append every progress event (plan, task, epoch, record...) to this file as JSON lines.")
@@ -340,8 +376,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
-              ensemble: bool, on_bad: str, image_root: str | None, log_json: str | None, explain: bool,
-              recipe: dict[str, Any]) -> None:
+              ensemble: bool, on_bad: str, on_missing: str, image_root: str | None, log_json: str | None,
+              explain: bool, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
@@ -365,7 +401,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         seeds=_seeds(seeds), epochs=epochs, batch_size=batch_size, top_k=top_k, random_init=random_init,
         device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
         train={**train, **_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
-                                               frozen_backend)}, explain=explain, on_bad=on_bad, image_root=image_root,
+                                               frozen_backend)}, explain=explain, on_bad=on_bad, on_missing=on_missing,
+        image_root=image_root,
     )
     if protocol == "paper":
         if fusions or modes:

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from jftzoo.cli.app import CONTEXT, _stderr, _stdout, cli
-from jftzoo.cli.bench import IMAGE_ROOT_OPTION
+from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.errors import UsageError
 
 
@@ -55,8 +55,8 @@ def data_group() -> None:
               help="MVSA: how annotator labels become one label (default merge).")
 @click.option("--balance", type=click.IntRange(min=1), help="MVSA: seeded subsample of N records per class.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="Stop at bad records with the full list, or leave them out and report them.")
+@ON_BAD_OPTION
+@ON_MISSING_OPTION
 @click.option("--folds", type=click.IntRange(min=2), default=10, show_default=True,
               help="Check every class has at least this many members for k-fold CV.")
 @click.option("--write-split", type=click.Path(dir_okay=False), help="Also write a split manifest (JSON) here.")
@@ -68,7 +68,8 @@ def data_group() -> None:
               help="csv/jsonl: which column holds id, text, image or label (e.g. --field text=tweet).")
 @click.option("--json", "as_json", is_flag=True)
 def data_check_cmd(image_root: str | None,
-                   data: str, label_policy: str | None, balance: int | None, seed: int, on_bad: str, folds: int,
+                   data: str, label_policy: str | None, balance: int | None, seed: int, on_bad: str, on_missing: str,
+                   folds: int,
                    write_split: str | None, split_kind: str, groups: str, fields: Sequence[str],
                    as_json: bool) -> None:
     """Read a dataset, print counts per class, near-duplicate groups and every problem found; trains nothing.
@@ -88,7 +89,7 @@ def data_check_cmd(image_root: str | None,
             raise UsageError(f"--field {item!r}: expected NAME=COLUMN with NAME one of id, text, image, label")
         options[f"{key}_field"] = column
     try:
-        ds = load_dataset(data, on_bad=on_bad, **options)
+        ds = load_dataset(data, on_bad=on_bad, on_missing=on_missing, **options)
     except BadDataError as exc:
         if as_json:
             click.echo(json.dumps({"data": data, "ok": False, "problems": [vars(p) for p in exc.problems]}, indent=2))
@@ -117,6 +118,7 @@ def data_check_cmd(image_root: str | None,
         "duplicates": {"groups": len(largest), "records_in_groups": sum(len(m) for m in largest),
                        "text_links": dups.text_links, "image_links": dups.image_links,
                        "largest": largest[:5]},
+        "missing": ds.missing_counts(),
         "dropped_by_label_policy": ds.dropped, "skipped": [vars(p) for p in ds.skipped], "notes": ds.notes,
         "official_splits": {k: len(v) for k, v in ds.splits.items()},
         "checksum": split.checksum if written else ds.checksum(),  # hashing reads every image: once
@@ -133,6 +135,9 @@ def data_check_cmd(image_root: str | None,
         for label, n in report["classes"].items():
             table.add_row(label, str(n))
         out.print(table)
+        missing = report["missing"]
+        kept = "kept as data" if on_missing == "keep" else "posts without either were left out and are listed below"
+        out.print(f"missing text: {missing['text']}, missing image: {missing['image']} ({kept})", highlight=False)
         for reason, n in ds.dropped.items():
             out.print(f"dropped by the label policy: {n} ({reason})", highlight=False)
         for note in ds.notes:

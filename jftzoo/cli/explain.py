@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from jftzoo.cli.bench import IMAGE_ROOT_OPTION
+from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.errors import UsageError
 
 PARTS = ("test", "val", "train", "all")
@@ -53,7 +53,7 @@ class _Progress:
 
 
 def _records(model_dir: Path, data: str | None, split_file: str | None, part: str, on_bad: str,
-             image_root: str | None = None) -> tuple[list[Any], list[Any] | None, str]:
+             image_root: str | None = None, on_missing: str = "keep") -> tuple[list[Any], list[Any] | None, str]:
     """(records to explain, reference records (the training part) or None, a description)."""
     from jftzoo.datasets import load_dataset
     from jftzoo.datasets.splits import read_split
@@ -62,7 +62,7 @@ def _records(model_dir: Path, data: str | None, split_file: str | None, part: st
     data = data or config.get("data")
     if not data:
         raise UsageError(f"{model_dir} does not say which data it was trained on: pass --data KIND:PATH")
-    ds = load_dataset(data, on_bad=on_bad, image_root=image_root)
+    ds = load_dataset(data, on_bad=on_bad, on_missing=on_missing, image_root=image_root)
     own = model_dir / "split.json"
     path = Path(split_file) if split_file else (own if own.is_file() else None)
     if path is not None and not split_file and read_split(path).checksum != ds.checksum():
@@ -127,8 +127,9 @@ def _table(result: Any) -> None:
               help="A split manifest; its --part is explained and its train part is the 'mean' baseline's "
                    "reference. [the model's own split.json]")
 @click.option("--part", type=click.Choice(PARTS), default="test", show_default=True)
-@click.option("--text", "text", help="Explain one post: its text (with --image).")
-@click.option("--image", "image", type=click.Path(), help="Explain one post: its image file (with --text).")
+@click.option("--text", "text", help="Explain one post: its text (leave out for a post without text).")
+@click.option("--image", "image", type=click.Path(),
+              help="Explain one post: its image file (leave out for a post without one).")
 @click.option("--ids", help="Comma-separated record ids to draw cards for. [the first --cards records]")
 @click.option("--cards", type=click.IntRange(min=0), default=3, show_default=True,
               help="Cards for the first N records when --ids is not given.")
@@ -139,7 +140,8 @@ def _table(result: Any) -> None:
                    "encoders, input for fine-tuned ones.")
 @click.option("--steps", type=click.IntRange(min=2), default=50, show_default=True,
               help="Integrated-gradients steps per card.")
-@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@ON_BAD_OPTION
+@ON_MISSING_OPTION
 @IMAGE_ROOT_OPTION
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for explanation.json, shares.png and "
               "cards/. [MODEL_DIR/explain]")
@@ -147,12 +149,13 @@ def _table(result: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (no tables or progress bars).")
 def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: str, text: str | None,
                 image: str | None, ids: str | None, cards: int, limit: int | None, baseline: str, steps: int,
-                on_bad: str, image_root: str | None, out: str | None, device: str, as_json: bool) -> None:
+                on_bad: str, on_missing: str, image_root: str | None, out: str | None, device: str,
+                as_json: bool) -> None:
     """How much each modality, word and image region counted in MODEL_DIR's predictions.
 
     On a dataset: modality Shapley values and shares (overall and per predicted class), an ablation
     with each modality alone, the head's own modality weights, and cards for a few records. On one
-    post (--text with --image): its probabilities, Shapley values, word and region attributions and card.
+    post (--text and/or --image): its probabilities, Shapley values, word and region attributions and card.
 
     Example: jftzoo explain runs/demo --part test --cards 3
     """
@@ -160,17 +163,17 @@ def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: 
     from jftzoo.explain import explain_dataset, explain_record
     from jftzoo.train.classifier import FusionClassifier
 
-    if (text is None) != (image is None):
-        raise UsageError("give --text and --image together to explain one post")
-    if text is not None and (data or split_file or ids):
-        raise UsageError("give either one post (--text with --image) or a dataset (--data / --split-file), not both")
+    one = text is not None or image is not None
+    if one and (data or split_file or ids):
+        raise UsageError("give either one post (--text and/or --image) or a dataset (--data / --split-file), not both")
     check_device(device)
     folder = Path(out) if out else Path(model_dir) / "explain"
     clf = FusionClassifier.load(model_dir, device=device)
-    if text is not None:
+    if one:
         from jftzoo.datasets.records import Record
 
-        rx = explain_record(clf, record=Record("post", text, Path(image), "?"), baseline=baseline, n_steps=steps,
+        post = Record("post", text or "", Path(image) if image else None, "?")
+        rx = explain_record(clf, record=post, baseline=baseline, n_steps=steps,
                             card=folder / "cards" / "post.png")
         (folder / "cards" / "post.json").write_text(json.dumps(rx.as_dict(), indent=2) + "\n", encoding="utf-8")
         if as_json:
@@ -178,7 +181,8 @@ def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: 
             return
         _record_summary(rx)
         return
-    records, reference, described = _records(Path(model_dir), data, split_file, part, on_bad, image_root)
+    records, reference, described = _records(Path(model_dir), data, split_file, part, on_bad, image_root,
+                                             on_missing)
     if limit is not None:
         records = records[:limit]
     features = None

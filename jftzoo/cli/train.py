@@ -12,7 +12,8 @@ import click
 from rich.table import Table
 
 from jftzoo.cli.app import _stderr, _stdout, cli
-from jftzoo.cli.bench import IMAGE_ROOT_OPTION, recipe_options, speed_options
+from jftzoo.cli.bench import recipe_options, speed_options
+from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.devices import check_device
 from jftzoo.errors import UsageError
 
@@ -50,7 +51,8 @@ class _TrainProgress:
               help="top-k mode: layer groups of each encoder that train.")
 @click.option("--data", "data", default="emoji-sentiment", show_default=True, help="KIND:PATH (jftzoo datasets).")
 @click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]))
-@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@ON_BAD_OPTION
+@ON_MISSING_OPTION
 @click.option("--split", "ratio", default="8:1:1", show_default=True, help="train:val:test ratio, stratified.")
 @click.option("--folds", type=click.IntRange(min=2), help="Stratified k-fold CV instead of --split (writes cv.json).")
 @click.option("--groups", type=click.Choice(["near-duplicates", "none"]), default="near-duplicates",
@@ -73,7 +75,7 @@ class _TrainProgress:
 @recipe_options
 def train_cmd(image_root: str | None,
               text: str, vision: str, fusion: str, mode: str, top_k: int, data: str, label_policy: str | None,
-              on_bad: str, ratio: str, out: str, epochs: int, min_epochs: int | None, batch_size: int,
+              on_bad: str, on_missing: str, ratio: str, out: str, epochs: int, min_epochs: int | None, batch_size: int,
               lr_encoder: float | None, lr_head: float | None, seed: int, random_init: bool,
               text_weights: str | None, vision_weights: str | None, device: str, as_json: bool,
               folds: int | None, dropout: float, groups: str, workers: int | None, no_prefix_cache: bool,
@@ -91,7 +93,7 @@ def train_cmd(image_root: str | None,
 
     get_spec(text), get_spec(vision), get_fusion_spec(fusion)  # usage errors before any work
     check_device(device)
-    ds = load_dataset(data, on_bad=on_bad, label_policy=label_policy, image_root=image_root)
+    ds = load_dataset(data, on_bad=on_bad, on_missing=on_missing, label_policy=label_policy, image_root=image_root)
 
     # Only options the user gave override the head's preset (attention-paper: the released recipe);
     # a --recipe's fields come first, the options given beside it over them.
@@ -202,15 +204,16 @@ def _accelerator(device: str, unused_encoder: bool) -> Any:
 @cli.command("predict")
 @IMAGE_ROOT_OPTION
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--text", "text", help="The post's text (with --image).")
-@click.option("--image", "image", type=click.Path(), help="The post's image (with --text).")
+@click.option("--text", "text", help="The post's text (leave out for a post without text).")
+@click.option("--image", "image", type=click.Path(), help="The post's image (leave out for a post without one).")
 @click.option("--data", "data", help="KIND:PATH: predict every record of a dataset.")
-@click.option("--on-bad", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@ON_BAD_OPTION
+@ON_MISSING_OPTION
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, label, probs}.")
 def predict_cmd(image_root: str | None,
-                model_dir: str, text: str | None, image: str | None, data: str | None, on_bad: str,
+                model_dir: str, text: str | None, image: str | None, data: str | None, on_bad: str, on_missing: str,
                 batch_size: int, device: str, as_json: bool) -> None:
     """Labels and class probabilities from a model folder written by `jftzoo train`.
 
@@ -221,12 +224,18 @@ def predict_cmd(image_root: str | None,
     from jftzoo.train.classifier import FusionClassifier
 
     if data and (text is not None or image):
-        raise UsageError("give either --data or --text with --image, not both")
-    if not data and (text is None or not image):
-        raise UsageError("give --text and --image for one post, or --data KIND:PATH for a dataset")
+        raise UsageError("give either --data or --text / --image, not both")
+    if not data and text is None and not image:
+        raise UsageError("give --text and/or --image for one post (a post may lack either), or --data KIND:PATH")
     check_device(device)
-    one = [Record("1", text or "", Path(image or ""), "?")]
-    records = load_dataset(data, on_bad=on_bad, image_root=image_root).records if data else one
+    if data:
+        records = load_dataset(data, on_bad=on_bad, on_missing=on_missing, image_root=image_root).records
+    else:
+        one = Record("1", text or "", Path(image) if image else None, "?")
+        if on_missing != "keep" and not (one.has_text and one.has_image):
+            raise UsageError(f"the post has no {'text' if not one.has_text else 'image'} and --on-missing is "
+                             f"{on_missing}: give both, or leave --on-missing at keep")
+        records = [one]
     clf = FusionClassifier.load(model_dir, device=device)
     probs = clf.predict_proba(records, batch_size)
     rows = [{"id": r.id, "label": str(clf.classes_[p.argmax()]),  # type: ignore[index]

@@ -12,14 +12,13 @@ import click
 
 from jftzoo.cli.bench import (
     DEFAULT_OUT,
-    IMAGE_ROOT_OPTION,
-    ON_BAD_OPTION,
     _consoles,
     _seeds,
     _split_commas,
     recipe_options,
     speed_options,
 )
+from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.errors import UsageError
 
 
@@ -83,6 +82,7 @@ def _fmt(value: Any) -> str:
 @click.option("--limit", type=click.IntRange(min=1), help="A seeded subsample of the dataset (quick searches).")
 @click.option("--label-policy", type=click.Choice(["merge", "text", "image", "majority"]))
 @ON_BAD_OPTION
+@ON_MISSING_OPTION
 @IMAGE_ROOT_OPTION
 @click.option("--random-init", is_flag=True, help="Random encoder weights (plumbing; labelled random).")
 @click.option("--param", "params", multiple=True,
@@ -99,9 +99,9 @@ def _fmt(value: Any) -> str:
 @speed_options
 @recipe_options
 def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: str, split: str, groups: str, seeds: str,
-             epochs: int, batch_size: int, top_k: int, limit: int | None, label_policy: str | None, on_bad:
-             str, image_root: str | None, random_init: bool, params: Sequence[str], metric: str, trials: int
-             | None, timeout: float | None, study: str | None, out: str, no_cache: bool, as_json: bool,
+             epochs: int, batch_size: int, top_k: int, limit: int | None, label_policy: str | None, on_bad: str,
+             on_missing: str, image_root: str | None, random_init: bool, params: Sequence[str], metric: str,
+             trials: int | None, timeout: float | None, study: str | None, out: str, no_cache: bool, as_json: bool,
              workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache:
              bool, frozen_backend: str, recipe: dict[str, Any]) -> None:
     """Search training hyperparameters with Optuna on validation data; print the best as bench options.
@@ -128,7 +128,7 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
                          mode=[mode], folds=None, split=split, seeds=_seeds(seeds), epochs=epochs,
                          batch_size=batch_size, top_k=top_k, random_init=random_init, limit=limit,
                          label_policy=label_policy, groups=groups, train=train, on_bad=on_bad,
-                         image_root=image_root)
+                         on_missing=on_missing, image_root=image_root)
     validate(config)
     space = [parse_param(p) for p in params] or default_space(config)
     if any(p.name == "fusion" for p in space):

@@ -10,6 +10,7 @@ from jftzoo.datasets.records import BadDataError, Dataset, Problem, Record
 from jftzoo.images import decode
 
 ON_BAD = ("error", "skip")
+ON_MISSING = ("keep", "skip", "error")  # posts without text or without an image: data (keep) by default
 
 
 def resolve_inside(
@@ -34,12 +35,12 @@ def check_records(records: Iterable[Record], labels: tuple[str, ...], verify_ima
         if n > 1:
             problems.append(Problem(dup, "-", f"duplicate id: {n} records share it"))
     for r in records:
-        if not r.text.strip():
-            problems.append(Problem(r.id, r.origin or "-", "empty text"))
+        if not r.has_text and not r.has_image:
+            problems.append(Problem(r.id, r.origin or "-", "no text and no image: nothing to classify"))
         if r.label not in labels:
             expected = ", ".join(labels)
             problems.append(Problem(r.id, r.origin or "-", f"unknown label {r.label!r}; expected one of {expected}"))
-        if verify_images:
+        if verify_images and r.image is not None:
             _, reason = decode(r.image)
             if reason:
                 problems.append(Problem(r.id, str(r.image), reason))
@@ -62,4 +63,41 @@ def finalize(
     bad = {p.record_id for p in problems}  # every copy of a duplicate id goes too
     dataset.records = [r for r in dataset.records if r.id not in bad]
     dataset.skipped = problems
+    return dataset
+
+
+class MissingModalityError(BadDataError):
+    """Posts without text or image under `--on-missing error`; the message lists every one."""
+
+    what = "post(s) without text or image"
+    hint = ("A post without text or without an image is ordinary data for jftzoo: pass --on-missing keep (the "
+            "default) to use it, or --on-missing skip to leave such posts out (they are listed in the report).")
+
+
+def check_on_missing(policy: str) -> None:
+    if policy not in ON_MISSING:
+        from jftzoo.errors import UsageError, suggest
+
+        hint = suggest(policy, ON_MISSING)
+        did = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise UsageError(f"on_missing must be one of {', '.join(ON_MISSING)}, got {policy!r}.{did}")
+
+
+def apply_on_missing(dataset: Dataset, policy: str = "keep") -> Dataset:
+    """The missing-modality policy, applied after a reader: keep posts without text or image (the model
+    reads its learned "missing" embedding), leave them out and list them, or stop with the list."""
+    check_on_missing(policy)
+    if policy == "keep":
+        return dataset
+    found = [Problem(r.id, r.origin or (str(r.image) if r.image else "-"),
+                     "no text" if not r.has_text else "no image")
+             for r in dataset.records if not (r.has_text and r.has_image)]
+    if not found:
+        return dataset
+    if policy == "error":
+        raise MissingModalityError(dataset.name, found)
+    gone = {p.record_id for p in found}
+    dataset.records = [r for r in dataset.records if r.id not in gone]
+    dataset.skipped = dataset.skipped + [Problem(p.record_id, p.file, f"{p.reason} (left out by --on-missing skip)")
+                                         for p in found]
     return dataset

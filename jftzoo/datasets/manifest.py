@@ -36,6 +36,22 @@ def _rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any] | None, str]]:
     return out
 
 
+def _check_columns(path: Path, rows: list[tuple[int, dict[str, Any] | None, str]], fields: dict[str, str]) -> None:
+    """A column that no row has is a misnamed column, not a dataset of posts without text or images."""
+    seen = {key for _, row, _ in rows if row for key in row}
+    if not seen:
+        return
+    for option, name in fields.items():
+        if name not in seen:
+            from jftzoo.errors import suggest
+
+            hint = suggest(name, sorted(seen))
+            did = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise UsageError(f"{path}: no row has a {name!r} column (columns: {', '.join(sorted(seen))}).{did} Name "
+                             f"the column with --field {option.removesuffix('_field')}=COLUMN ({option}= in Python); "
+                             "for posts without text or image, keep the column with empty cells.")
+
+
 def read_manifest(
     path: Path,
     *,
@@ -68,26 +84,29 @@ def read_manifest(
     records: list[Record] = []
     problems: list[Problem] = []
     splits: dict[str, list[str]] = {}
-    for lineno, row, error in _rows(path, fmt):
+    rows = _rows(path, fmt)
+    _check_columns(path, rows, {"text_field": text_field, "image_field": image_field, "label_field": label_field})
+    for lineno, row, error in rows:
         where = f"{path.name}:{lineno}"
         if row is None or error:
             problems.append(Problem(None, where, error))
             continue
         # Without an id column, the line number names the record.
         rid = str(row[id_field]) if row.get(id_field) not in (None, "") else f"line{lineno}"
-        missing = [f for f in (text_field, image_field, label_field) if row.get(f) in (None, "")]
-        if text_field in missing and text_field in row:
-            missing.remove(text_field)  # present but empty: reported as 'empty text' below
-        if missing:
-            problems.append(Problem(rid, where, f"missing field(s) {', '.join(missing)}"))
+        if row.get(label_field) in (None, ""):
+            problems.append(Problem(rid, where, f"missing field(s) {label_field}"))
             continue
-        image, problem = resolve_inside(root, str(row[image_field]), rid, where)
-        if problem:
-            problems.append(problem)
-            continue
+        # An empty text or image cell is a post without that modality: data, kept (--on-missing decides).
+        image: Path | None = None
+        if row.get(image_field) not in (None, ""):
+            image, problem = resolve_inside(root, str(row[image_field]), rid, where)
+            if problem:
+                problems.append(problem)
+                continue
         raw_label = str(row[label_field])
         label = label_names.get(raw_label, raw_label) if label_names else raw_label
-        records.append(Record(rid, str(row[text_field] or ""), image, label, origin=where))  # type: ignore[arg-type]
+        text = row.get(text_field)
+        records.append(Record(rid, "" if text is None else str(text), image, label, origin=where))
         if split_field:
             splits.setdefault(str(row.get(split_field)), []).append(rid)
     found = tuple(sorted({r.label for r in records}))

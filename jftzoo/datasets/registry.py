@@ -59,8 +59,14 @@ def parse_data_arg(text: str) -> tuple[str, str | None]:
     return kind, (path if sep else None)
 
 
-def load_dataset(data: str, *, on_bad: str = "error", verify_images: bool = True, **options: Any) -> Dataset:
-    """Read `KIND:PATH` (or a packaged dataset's bare `KIND`) with its registered reader."""
+def load_dataset(data: str, *, on_bad: str = "error", verify_images: bool = True, on_missing: str = "keep",
+                 **options: Any) -> Dataset:
+    """Read `KIND:PATH` (or a packaged dataset's bare `KIND`) with its registered reader, then apply the
+    missing-modality policy (`on_missing`: keep | skip | error; jftzoo.datasets.checks), so every
+    reader, a plugin's included, only has to keep posts without text or image as records."""
+    from jftzoo.datasets.checks import apply_on_missing, check_on_missing
+
+    check_on_missing(on_missing)  # before reading anything
     kind, path = parse_data_arg(data)
     spec = get_dataset_spec(kind)
     unknown = sorted(k for k, v in options.items() if v is not None and k not in spec.options)
@@ -75,5 +81,7 @@ def load_dataset(data: str, *, on_bad: str = "error", verify_images: bool = True
         root = Path(path).expanduser()  # type: ignore[arg-type]
         if not root.exists():
             raise UsageError(f"dataset {kind!r}: {root} does not exist")
-        return reader(root, on_bad=on_bad, verify_images=verify_images, **given)
-    return reader(on_bad=on_bad, verify_images=verify_images, **given)
+        dataset = reader(root, on_bad=on_bad, verify_images=verify_images, **given)
+    else:
+        dataset = reader(on_bad=on_bad, verify_images=verify_images, **given)
+    return apply_on_missing(dataset, on_missing)

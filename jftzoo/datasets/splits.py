@@ -200,3 +200,48 @@ def read_split(path: Path, dataset: Dataset | None = None) -> Split:
                 f"split manifest {path} names {len(unknown)} ids not in the data, e.g. {sorted(unknown)[:3]}"
             )
     return split
+
+
+def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    """A seeded stratified subsample of `limit` records (the whole dataset without a limit)."""
+    if limit is None or limit >= len(ds):
+        return ds
+    from sklearn.model_selection import train_test_split
+
+    records = sorted(ds.records, key=lambda r: r.id)
+    kept, _ = train_test_split(records, train_size=limit, stratify=[r.label for r in records], random_state=seed)
+    return ds.subset(kept)
+
+
+def split_for(ds: Dataset, folds: int | None, ratio: str | None, seed: int,
+              groups: DuplicateGroups | None = None) -> Split:
+    """Stratified k-fold when `folds` is set, else the `ratio` (e.g. "8:1:1") split."""
+    if folds is not None:
+        return stratified_kfold(ds, folds, seed, groups)
+    return ratio_split(ds, ratio or "8:1:1", seed, groups)
+
+
+def matching_split(ds: Dataset, splits: dict[str, Split]) -> Split | None:
+    """The manifest (path -> Split) made from exactly this data, matched by the dataset checksum;
+    None when none was; the matched one is removed from `splits`."""
+    checksum = ds.checksum()
+    for path, split in list(splits.items()):
+        if split.checksum == checksum:
+            del splits[path]
+            return split
+    return None
+
+
+def folds_of(split: Split) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """(fold name, train ids, validation ids (empty: carve from train), test ids) per fold."""
+    if split.kind == "kfold":
+        every = [i for ids in split.parts.values() for i in ids]
+        out = []
+        for name, test in split.parts.items():
+            held_out = set(test)
+            out.append((name, [i for i in every if i not in held_out], [], list(test)))
+        return out
+    if "train" not in split.parts or "test" not in split.parts:
+        raise UsageError(f"split of {split.dataset} has parts {', '.join(split.parts)}; training needs 'train' and "
+                         "'test' (and optionally 'val'), or k-fold parts")
+    return [("test", list(split.parts["train"]), list(split.parts.get("val", [])), list(split.parts["test"]))]

@@ -13,6 +13,7 @@ from torch import nn
 from jftzoo.weight_source import RANDOM, WeightSource
 
 ProgressCallback = Callable[[int, int], None]  # (items done, items total)
+PRESENT = "present"  # key of a batch part's (B,) bool tensor when some items lack the modality (not an input)
 
 
 @dataclass
@@ -22,6 +23,9 @@ class EncoderOutput:
     pooled: torch.Tensor  # (B, D) one vector per item
     tokens: torch.Tensor  # (B, N, Dt) word pieces (text) or spatial positions / patches (vision)
     mask: torch.Tensor  # (B, N) bool, True where `tokens` holds a real token
+    # (B,) bool, False for posts without this modality (their rows hold nothing meaningful and the fusion
+    # head puts its learned "missing" embedding there); None: every item is present
+    present: torch.Tensor | None = None
 
 
 class Encoder(nn.Module):

@@ -41,6 +41,7 @@ class RecordExplanation:
     image: str | None = None  # the image file, when it was one
     baseline: str = ""  # of the Shapley values: mean | input (integrated gradients start from padding / grey)
     card: str | None = None  # the PNG card's path, when drawn
+    absent: list[str] = field(default_factory=list)  # modalities the post lacks ("text", "image"): their φ is 0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -181,7 +182,8 @@ def explain_dataset(model: Any, records: Sequence[Record], baseline: str = "auto
             true_label=r.label if known[k] else None,
             modality_weights={"text": float(weights[k, 0]), "image": float(weights[k, 1])} if weights is not None
             else None,
-            text=r.text, image=str(r.image) if isinstance(r.image, (str, Path)) else None, baseline=baseline))
+            text=r.text, image=str(r.image) if isinstance(r.image, (str, Path)) else None, baseline=baseline,
+            absent=[m for m, has in (("text", r.has_text), ("image", r.has_image)) if not has]))
     if phi_loss is not None:
         for k, j in enumerate(np.flatnonzero(known)):
             out_records[j].shapley_loss = {"text": float(phi_loss.text[k]), "image": float(phi_loss.image[k])}
@@ -207,9 +209,9 @@ def explain_record(model: Any, text: str | None = None, image: Any = None, recor
     from jftzoo.explain.coalitions import _encode
 
     if record is None:
-        if text is None or image is None:
-            raise UsageError("give a record, or text and image")
-        record = Record("record", text, image, "?")
+        if text is None and image is None:
+            raise UsageError("give a record, or a text and/or an image (a post may lack either)")
+        record = Record("record", text or "", image, "?")
     fm, labels, normalizer, frozen = _model_of(model, labels)
     from jftzoo.explain.coalitions import resolve_baseline
     from jftzoo.train.trainer import normalized_texts

@@ -64,12 +64,12 @@ def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 def word_attributions(model: Any, record: Record, target: int, image: EncoderOutput | None,
                       n_steps: int = N_STEPS) -> WordAttribution | None:
     """Integrated gradients over the text's words for class `target`, the image's output held fixed.
-    None when the model reads no text or its text encoder offers no attribution layer."""
+    None when the model reads no text, its text encoder offers no attribution layer, or the post has no text."""
     from captum.attr import LayerIntegratedGradients
 
     enc = model.text
-    layer = enc.attribution_layer() if enc is not None and model.uses("text") else None
-    if layer is None:
+    layer = enc.attribution_layer() if enc is not None and model.uses("text") and record.has_text else None
+    if layer is None:  # no text model, no attribution layer, or a post without text: no words to weigh
         return None
     device = next(model.parameters()).device
     batch = enc.preprocess([record.text])
@@ -106,7 +106,7 @@ def region_attributions(model: Any, record: Record, target: int, text: EncoderOu
     Encoders with region features (timm's: the last feature map or patch tokens) are attributed there,
     from the grey image's features: one path through pooling and the head, cheap and near-exact.
     Others are attributed at the pixels (a path through the whole encoder), pooled into a grid.
-    None when the model reads no image.
+    None when the model reads no image or the post has none.
     """
     from captum.attr import IntegratedGradients
     from PIL import Image
@@ -114,7 +114,7 @@ def region_attributions(model: Any, record: Record, target: int, text: EncoderOu
     from jftzoo.images import load_image
 
     enc = model.vision
-    if enc is None or not model.uses("vision"):
+    if enc is None or not model.uses("vision") or not record.has_image:
         return None
     device = next(model.parameters()).device
     image = load_image(record.image, 0)

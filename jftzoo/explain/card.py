@@ -18,6 +18,9 @@ def _image(image: Any) -> Any:
     return load_image(image, 0)
 
 
+NO_TEXT = '(no text: the model read its learned "missing text" embedding)'
+
+
 def card_figure(rx: Any, image: Any, vision: Any = None) -> Any:
     """The card as a matplotlib Figure (Agg): `rx` a RecordExplanation, `image` its image (path or PIL),
     `vision` the vision encoder (where its eval crop lies on the image)."""
@@ -28,12 +31,20 @@ def card_figure(rx: Any, image: Any, vision: Any = None) -> Any:
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
     FigureCanvasAgg(fig)  # a renderer to measure words with, and no pyplot state
     fig.patch.set_facecolor("white")
-    img = _image(image)
-    w, h = img.size
     ax_img = fig.add_axes((0.02, 0.1, 0.42, 0.78))
-    ax_img.imshow(np.asarray(img), extent=(0, w, h, 0))  # aspect "equal": the image keeps its proportions
     ax_img.set_axis_off()
-    if rx.regions is not None:
+    if image is None:  # a post without an image: say so where it would be
+        w = h = 1
+        ax_img.add_patch(Rectangle((0, 0), 1, 1, fill=True, fc="0.94", ec="0.6", ls="--", lw=1))
+        ax_img.text(0.5, 0.5, "no image\n(the model read its learned\n\"missing image\" embedding)",
+                    ha="center", va="center", fontsize=11, color="0.3")
+        ax_img.set_xlim(0, 1)
+        ax_img.set_ylim(1, 0)
+    else:
+        img = _image(image)
+        w, h = img.size
+        ax_img.imshow(np.asarray(img), extent=(0, w, h, 0))  # aspect "equal": the image keeps its proportions
+    if rx.regions is not None and image is not None:
         regions = np.asarray(rx.regions, dtype=float)
         left, top, right, bottom = vision.view_box((w, h)) if vision is not None else (0, 0, w, h)
         lim = float(np.abs(regions).max()) or 1.0
@@ -43,13 +54,16 @@ def card_figure(rx: Any, image: Any, vision: Any = None) -> Any:
             ax_img.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, ls="--", lw=1, ec="black"))
         ax_img.set_xlim(min(0, left), max(w, right))
         ax_img.set_ylim(max(h, bottom), min(0, top))
-    ax_img.set_title("image regions (integrated gradients from a grey image)", fontsize=10, loc="left")
+    ax_img.set_title("image regions (integrated gradients from a grey image)" if image is not None else "image",
+                     fontsize=10, loc="left")
 
     truth = f"   true: {rx.true_label}" if rx.true_label else ""
     fig.text(0.47, 0.93, f"predicted: {rx.label} (p = {rx.probs[rx.label]:.2f}){truth}", fontsize=13,
              weight="bold", va="center")
     fig.text(0.47, 0.87, f"record {rx.id}", fontsize=9, color="0.35", va="center")
-    _words(fig, rx.words or [(rx.text, 0.0)], (0.47, 0.82, 0.51, 0.30))
+    has_text = bool((rx.text or "").strip())
+    shown = (rx.words or [(rx.text, 0.0)]) if has_text else [(word, 0.0) for word in NO_TEXT.split()]
+    _words(fig, shown, (0.47, 0.82, 0.51, 0.30))
     _probabilities(fig.add_axes((0.55, 0.16, 0.16, 0.24)), rx.probs, rx.label)
     _shares(fig, fig.add_axes((0.78, 0.30, 0.19, 0.10)), rx)
     y = 0.06
@@ -122,6 +136,9 @@ def _shares(fig: Any, ax: Any, rx: Any) -> None:
     absent = {"mean": "mean training embedding", "input": "empty text / grey image"}.get(rx.baseline)
     if absent:
         fig.text(0.78, 0.115, f"absent modality = {absent}", fontsize=7.5, color="0.35")
+    if rx.absent:
+        fig.text(0.78, 0.09, f"this post has no {' and no '.join(rx.absent)}: its φ is 0", fontsize=7.5,
+                 color="0.35")
 
 
 def draw_card(rx: Any, image: Any, vision: Any, path: str | Path) -> Path:

@@ -50,11 +50,37 @@ def _expand(out: EncoderOutput, b: int) -> EncoderOutput:
 
 def _encode(model: torch.nn.Module, records: Sequence[Record], device: torch.device
             ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+    from jftzoo.train.model import run_present
     from jftzoo.train.trainer import _to_device
 
-    batch = _to_device(model.preprocess([r.text for r in records], [r.image for r in records]), device)
-    return (model.text(batch["text"]) if "text" in batch else None,
-            model.vision(batch["vision"]) if "vision" in batch else None)
+    batch = _to_device(model.preprocess([r.item("text") for r in records], [r.item("vision") for r in records]),
+                       device)
+    return (run_present(model.text, batch["text"], model.text) if "text" in batch else None,
+            run_present(model.vision, batch["vision"], model.vision) if "vision" in batch else None)
+
+
+def _raw(model: torch.nn.Module, text: str, image: Any, device: torch.device
+         ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+    """The encoders' outputs for this exact input, an empty text included (the `input` baseline)."""
+    from jftzoo.train.trainer import _to_device
+
+    def run(encoder: Any, modality: str, item: Any) -> EncoderOutput | None:
+        if encoder is None or not model.uses(modality):
+            return None
+        return encoder(_to_device({"x": encoder.preprocess([item])}, device)["x"])
+
+    return run(model.text, "text", text), run(model.vision, "vision", image)
+
+
+def _as_absent(base: EncoderOutput | None, out: EncoderOutput | None, b: int) -> EncoderOutput | None:
+    """The baseline for a batch of b, except where the post itself lacks the modality: there the post's own
+    absence (the head's "missing" embedding) stands, so its Shapley value for that modality is exactly 0."""
+    if base is None:
+        return None
+    expanded = _expand(base, b)
+    if out is None or out.present is None:
+        return expanded
+    return EncoderOutput(expanded.pooled, expanded.tokens, expanded.mask, out.present)
 
 
 def frozen_encoders(model: torch.nn.Module) -> bool:
@@ -95,11 +121,11 @@ def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Reco
             size = 224
             if model.vision is not None:
                 size = int(getattr(model.vision, "data_config", {}).get("input_size", (3, 224, 224))[-1])
-            grey = Record("baseline", "", Image.new("RGB", (size, size), GREY), "?")
-            return _encode(model, [grey], device)
+            return _raw(model, "", Image.new("RGB", (size, size), GREY), device)
         if not reference:
             raise UsageError("the 'mean' baseline needs reference records (e.g. the training part of the split)")
         sums: dict[str, list[torch.Tensor]] = {}
+        counts: dict[str, int] = {}
         n = len(reference)
         frozen = FrozenInputs(model, reference, features) if features is not None else None
         for part in plan_batches(n, batch_size, None):
@@ -110,9 +136,12 @@ def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Reco
                     continue
                 w = out.mask.unsqueeze(-1).to(out.tokens.dtype)  # (B, N, 1)
                 token = (out.tokens * w).sum(1) / w.sum(1).clamp(min=1)  # (B, Dt) each item's mean token
+                keep = out.present if out.present is not None else torch.ones(len(part), dtype=torch.bool)
+                keep = keep.to(out.pooled.device)  # (B,) posts without the modality do not enter its mean
                 acc = sums.setdefault(name, [torch.zeros_like(out.pooled[0]), torch.zeros_like(token[0])])
-                acc[0] += out.pooled.float().sum(0).to(acc[0].dtype)
-                acc[1] += token.float().sum(0).to(acc[1].dtype)
+                acc[0] += out.pooled[keep].float().sum(0).to(acc[0].dtype)
+                acc[1] += token[keep].float().sum(0).to(acc[1].dtype)
+                counts[name] = counts.get(name, 0) + int(keep.sum())
             if progress is not None:
                 progress(part[-1] + 1, n)
 
@@ -120,7 +149,8 @@ def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Reco
         if name not in sums:
             return None
         pooled, token = sums[name]
-        return EncoderOutput(pooled=(pooled / n).unsqueeze(0), tokens=(token / n).view(1, 1, -1),
+        m = max(counts.get(name, 0), 1)
+        return EncoderOutput(pooled=(pooled / m).unsqueeze(0), tokens=(token / m).view(1, 1, -1),
                              mask=torch.ones(1, 1, dtype=torch.bool, device=device))
 
     return mean("text"), mean("image")
@@ -148,8 +178,8 @@ def coalition_probs(model: torch.nn.Module, records: Sequence[Record],
             else:
                 text, image = _encode(model, [records[i] for i in part], device)
             b = len(part)
-            absent_text = _expand(text_base, b) if text_base is not None else None
-            absent_image = _expand(image_base, b) if image_base is not None else None
+            absent_text = _as_absent(text_base, text, b)
+            absent_image = _as_absent(image_base, image, b)
             for coalition in COALITIONS:
                 t = text if coalition in ("text", "both") else absent_text
                 v = image if coalition in ("image", "both") else absent_image

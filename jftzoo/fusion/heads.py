@@ -29,6 +29,13 @@ class HeadConfig:
     layers: int = 1  # transformer layers in attention heads
 
 
+def _fill_missing_hook(head: FusionHead, args: tuple) -> tuple:  # type: ignore[type-arg]
+    """Forward pre-hook of every FusionHead: absent modalities become the learned "missing" embedding."""
+    if len(args) != 2:
+        return args
+    return head.fill_missing(*args)
+
+
 def classifier(in_dim: int, cfg: HeadConfig) -> nn.Sequential:
     """The paper's classifier: Dropout, Linear, ReLU, Dropout, Linear."""
     return nn.Sequential(
@@ -51,6 +58,52 @@ class FusionHead(nn.Module):
     def __init__(self, cfg: HeadConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # A post without text (or image) is read as a learned "missing" vector in the encoder's output space:
+        # zero at the start (what an absent input meant before it was learned), trained by posts that lack
+        # the modality and by modality dropout. Token heads also get one "missing" token, the only real
+        # position of an absent sequence (never an empty attention row). A forward pre-hook puts them in
+        # place, so every subclass, a plugin's included, handles absent modalities without code of its own.
+        sizes = {"text": (cfg.text_dim, cfg.text_token_dim), "vision": (cfg.vision_dim, cfg.vision_token_dim)}
+        for modality in self.modalities:
+            pooled, token = sizes[modality]
+            self.register_parameter(f"missing_{modality}", nn.Parameter(torch.zeros(pooled)))
+            if self.uses_tokens:
+                self.register_parameter(f"missing_{modality}_token", nn.Parameter(torch.zeros(token)))
+        self.register_forward_pre_hook(_fill_missing_hook)
+
+    def fill_missing(self, text: EncoderOutput | None,
+                     image: EncoderOutput | None) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+        """`text` and `image` with the learned "missing" embedding in the rows of absent posts
+        (`EncoderOutput.present`); applied before every forward, and idempotent."""
+        return self._filled(text, "text"), self._filled(image, "vision")
+
+    def _filled(self, out: EncoderOutput | None, modality: str) -> EncoderOutput | None:
+        if out is None or modality not in self.modalities:
+            return out
+        missing = getattr(self, f"missing_{modality}")  # (D,)
+        # While it trains, the embedding joins every forward (with zero gradient where no post is absent), so
+        # data-parallel processes agree on which parameters were used; otherwise complete batches skip it.
+        touch = self.training and missing.requires_grad and torch.is_grad_enabled()
+        if out.present is None and not touch:
+            return out
+        b = out.pooled.shape[0]
+        absent = ~out.present.to(out.pooled.device) if out.present is not None else \
+            torch.zeros(b, dtype=torch.bool, device=out.pooled.device)  # (B,)
+        if not touch and not bool(absent.any()):
+            return out
+        pooled = torch.where(absent[:, None], missing.to(out.pooled.dtype), out.pooled)  # (B, D)
+        tokens, mask = out.tokens, out.mask
+        if self.uses_tokens:
+            b, n, dt = tokens.shape
+            if n == 0:  # every item of the batch absent: one position to hold the missing token
+                tokens, mask = tokens.new_zeros(b, 1, dt), mask.new_zeros(b, 1)
+            token = getattr(self, f"missing_{modality}_token").to(tokens.dtype)  # (Dt,)
+            first = torch.zeros_like(mask)  # (B, N)
+            first[:, 0] = True
+            tokens = torch.where((absent[:, None] & first)[..., None], token, tokens)  # (B, N, Dt)
+            tokens = torch.where(absent[:, None, None], tokens * first[..., None], tokens)
+            mask = torch.where(absent[:, None], first, mask)  # an absent sequence: the missing token alone
+        return EncoderOutput(pooled, tokens, mask, ~absent)
 
     def forward(self, text: EncoderOutput | None, image: EncoderOutput | None) -> torch.Tensor:  # type: ignore[override]
         raise NotImplementedError
@@ -135,6 +188,7 @@ class AttentionHead(ConcatHead):
 
     def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
         """The first layer's attention to the text and image tokens, averaged over heads and both queries."""
+        text, image = self.fill_missing(text, image)
         seq = self._tokens(text, image)
         layer = self.encoder.layers[0]
         x = layer.norm1(seq) if layer.norm_first else seq
@@ -177,6 +231,7 @@ class CrossAttentionHead(FusionHead):
     def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
         """The first layer's attention from the fusion token to all text tokens vs all image tokens
         (averaged over heads), renormalised without the fusion token's attention to itself."""
+        text, image = self.fill_missing(text, image)
         nt = text.tokens.shape[1]
         seq, keep = self._sequence(text, image)
         layer = self.encoder.layers[0]
@@ -208,6 +263,7 @@ class GatedHead(FusionHead):
         return self.classifier(fused)
 
     def modality_weights(self, text, image):  # type: ignore[no-untyped-def, override]
+        text, image = self.fill_missing(text, image)
         return self._gated(text, image)[2]
 
 

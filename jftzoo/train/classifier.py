@@ -33,7 +33,8 @@ def _versions() -> dict[str, str]:
 
 
 def as_records(X: Any, y: Sequence[str] | None = None) -> list[Record]:
-    """Records from a Dataset, a list of Records, or (text, image) pairs (+ labels)."""
+    """Records from a Dataset, a list of Records, or (text, image) pairs (+ labels); a pair's text may be
+    None or empty and its image None: a post without that modality."""
     if isinstance(X, Dataset):
         return list(X.records)
     items = list(X)
@@ -46,7 +47,8 @@ def as_records(X: Any, y: Sequence[str] | None = None) -> list[Record]:
     for i, (item, label) in enumerate(zip(items, labels, strict=True)):
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise UsageError(f"X[{i}] must be a (text, image) pair, got {type(item).__name__}")
-        out.append(Record(str(i), item[0], item[1], str(label)))
+        text, image = item
+        out.append(Record(str(i), "" if text is None else text, image, str(label)))  # either may be absent
     return out
 
 
@@ -204,7 +206,14 @@ class FusionClassifier:
         # The architecture from the registry, every weight from the saved file: no hub, no pre-trained files.
         clf.model_ = clf._build(len(clf.classes_), pretrained=False)
         try:
-            clf.model_.load_state_dict(load_file(str(path / "model.safetensors")))
+            state = load_file(str(path / "model.safetensors"))
+            # Models saved before absent modalities were data lack the head's "missing" embeddings: they keep
+            # their fresh zeros, which is what an absent input meant to those models.
+            absent = [k for k in clf.model_.state_dict() if k not in state and k.startswith("head.missing_")]
+            result = clf.model_.load_state_dict(state, strict=not absent)
+            unexpected_or_lost = [k for k in result.missing_keys if k not in absent] + list(result.unexpected_keys)
+            if unexpected_or_lost:
+                raise RuntimeError(f"keys that do not fit: {', '.join(unexpected_or_lost[:5])}.")
         except RuntimeError as exc:  # a head or encoder whose architecture changed since the model was saved
             saved = config.get("versions", {}).get("jftzoo", "an unknown version")
             raise JftzooError(f"{path / 'model.safetensors'} does not fit the {config['fusion']} + "

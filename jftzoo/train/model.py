@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from jftzoo.encoders.base import Encoder, EncoderOutput
+from jftzoo.datasets.records import is_absent
+from jftzoo.encoders.base import PRESENT, Encoder, EncoderOutput
 from jftzoo.errors import UsageError
 from jftzoo.fusion.heads import FusionHead
 from jftzoo.train.recipe import drop_modalities
@@ -35,17 +36,23 @@ class FusionModel(nn.Module):
     def uses(self, modality: str) -> bool:
         return modality in self.head.modalities
 
-    def preprocess(self, texts: Sequence[str], images: Sequence[Any]) -> dict[str, dict[str, torch.Tensor]]:
+    def preprocess(self, texts: Sequence[Any], images: Sequence[Any]) -> dict[str, dict[str, torch.Tensor]]:
+        """Each used encoder's tensors for the items present; absent items (None, an empty text) are not
+        preprocessed at all, and PRESENT (B,) says which rows the encoder's tensors fill."""
         batch: dict[str, dict[str, torch.Tensor]] = {}
-        if self.uses("text"):
-            batch["text"] = self.text.preprocess(texts)
-        if self.uses("vision"):
-            batch["vision"] = self.vision.preprocess(images)
+        for modality, encoder, items in (("text", self.text, texts), ("vision", self.vision, images)):
+            if not self.uses(modality):
+                continue
+            present = [not is_absent(x) for x in items]
+            part = encoder.preprocess([x for x, p in zip(items, present, strict=True) if p]) if any(present) else {}
+            if not all(present):
+                part[PRESENT] = torch.tensor(present)  # (B,) bool
+            batch[modality] = part
         return batch
 
     def forward(self, batch: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:  # type: ignore[override]
-        text: EncoderOutput | None = self.text(batch["text"]) if "text" in batch else None
-        image: EncoderOutput | None = self.vision(batch["vision"]) if "vision" in batch else None
+        text = run_present(self.text, batch["text"], self.text.__call__) if "text" in batch else None
+        image = run_present(self.vision, batch["vision"], self.vision.__call__) if "vision" in batch else None
         return self.head(*self._dropped(text, image))  # (B, C) logits
 
     def _dropped(self, text: EncoderOutput | None,
@@ -57,8 +64,10 @@ class FusionModel(nn.Module):
     def forward_prefix(self, text_prefix: dict[str, torch.Tensor] | None, vision_prefix: dict[str, torch.Tensor] | None,
                        k_text: int, k_vision: int) -> torch.Tensor:
         """Logits from cached frozen-prefix outputs (`jftzoo.train.prefix`): only the top k groups and the head run."""
-        text = self.text.top_forward(text_prefix, k_text) if text_prefix is not None else None
-        image = self.vision.top_forward(vision_prefix, k_vision) if vision_prefix is not None else None
+        text = run_present(self.text, text_prefix, lambda p: self.text.top_forward(p, k_text)) \
+            if text_prefix is not None else None
+        image = run_present(self.vision, vision_prefix, lambda p: self.vision.top_forward(p, k_vision)) \
+            if vision_prefix is not None else None
         return self.head(*self._dropped(text, image))  # (B, C)
 
     def set_mode(self, mode: str, top_k: int | tuple[int, int] = 2) -> None:
@@ -88,6 +97,17 @@ class FusionModel(nn.Module):
         self.head.requires_grad_(True)
         self.train(self.training)
 
+    def teach_missing(self, records: Sequence[Any], modality_dropout: float) -> None:
+        """Train the head's "missing" embedding of a modality only where something teaches it: posts without
+        that modality among `records`, or modality dropout (which needs both modalities); frozen otherwise,
+        so complete data trains exactly as before they existed."""
+        dropout = modality_dropout > 0 and self.uses("text") and self.uses("vision")
+        for modality, has in (("text", "has_text"), ("vision", "has_image")):
+            taught = dropout or any(not getattr(r, has) for r in records)
+            for name, p in self.head.named_parameters():
+                if name.startswith(f"missing_{modality}"):
+                    p.requires_grad_(taught)
+
     def train(self, mode: bool = True) -> FusionModel:
         super().train(mode)
         if mode:
@@ -97,6 +117,33 @@ class FusionModel(nn.Module):
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for enc in (self.text, self.vision) if enc is not None for p in enc.parameters() if p.requires_grad]
+
+
+def run_present(encoder: Encoder, part: dict[str, torch.Tensor],
+                run: Callable[[dict[str, torch.Tensor]], EncoderOutput]) -> EncoderOutput:
+    """`run` (an encoder's forward or top_forward) on the present items of a batch part, its outputs
+    scattered back to the whole batch with `present` set; absent rows stay zero for the head to fill.
+    Without PRESENT in `part` every item is present and `run` sees the part as it is."""
+    present = part.get(PRESENT)
+    inputs = {k: v for k, v in part.items() if k != PRESENT}
+    if present is None:
+        return run(inputs)
+    present = present.bool()
+    b = present.shape[0]
+    if not inputs:  # no item of this batch has the modality: nothing to run
+        device = present.device
+        return EncoderOutput(torch.zeros(b, encoder.embed_dim, device=device),
+                             torch.zeros(b, 0, encoder.token_dim, device=device),
+                             torch.zeros(b, 0, dtype=torch.bool, device=device), present)
+    out = run(inputs)  # (P, ...) for the P present items
+    where = present.to(out.pooled.device)
+    pooled = out.pooled.new_zeros(b, *out.pooled.shape[1:])  # (B, D)
+    pooled[where] = out.pooled
+    tokens = out.tokens.new_zeros(b, *out.tokens.shape[1:])  # (B, N, Dt)
+    tokens[where] = out.tokens
+    mask = out.mask.new_zeros(b, *out.mask.shape[1:])  # (B, N)
+    mask[where] = out.mask
+    return EncoderOutput(pooled, tokens, mask, where)
 
 
 def frozen_modules(root: nn.Module) -> list[nn.Module]:

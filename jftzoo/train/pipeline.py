@@ -67,7 +67,7 @@ class Collate:
 
     def __call__(self, idx: list[int]) -> tuple[list[int], dict[str, dict[str, torch.Tensor]], torch.Tensor | None]:
         chunk = [self.records[i] for i in idx]
-        batch = self.preprocess([r.text for r in chunk], [r.image for r in chunk])
+        batch = self.preprocess([r.item("text") for r in chunk], [r.item("vision") for r in chunk])
         y = torch.tensor([self.index[r.label] for r in chunk]) if self.index is not None else None
         return idx, batch, y
 

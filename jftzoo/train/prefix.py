@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from jftzoo.datasets.records import Record
-from jftzoo.encoders.base import Encoder
+from jftzoo.datasets.records import Record, is_absent
+from jftzoo.encoders.base import PRESENT, Encoder
 from jftzoo.features import encoder_fingerprint, item_digest
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -43,12 +43,15 @@ class PrefixStore:
         return sum(t.numel() * t.element_size() for entry in self._memory.values() for t in entry.values())
 
     def entries(self, encoder: Encoder, k: int, items: Sequence[Any], fingerprint: str) -> PrefixEntries:
+        """Prefix outputs of `items`; an absent item (a post without this modality) is not run: its entry is None."""
         namespace = f"{encoder.name}/{fingerprint}/{k}/{self.dtype}"
-        keys = [f"{namespace}/{item_digest(x)}" for x in items]
-        missing = {key: item for key, item in zip(keys, items, strict=True) if key not in self._memory}
+        keys = [None if is_absent(x) else f"{namespace}/{item_digest(x)}" for x in items]
+        missing = {key: item for key, item in zip(keys, items, strict=True)
+                   if key is not None and key not in self._memory}
         if missing:
             self._encode(encoder, k, namespace, missing)
-        return PrefixEntries([self._memory[key] for key in keys], self._token_keys.get(namespace, frozenset()))
+        return PrefixEntries([self._memory[key] if key is not None else None for key in keys],
+                             self._token_keys.get(namespace, frozenset()))
 
     def _encode(self, encoder: Encoder, k: int, namespace: str, missing: dict[str, Any]) -> None:
         keys = sorted(missing, key=lambda key: -encoder.sort_key(missing[key]))  # length-sorted batches pad little
@@ -77,14 +80,20 @@ class PrefixStore:
 class PrefixEntries:
     """One encoder's prefix outputs for a fixed list of items, batched on demand."""
 
-    def __init__(self, entries: list[dict[str, torch.Tensor]], token_keys: frozenset[str]) -> None:
-        self.entries = entries
+    def __init__(self, entries: list[dict[str, torch.Tensor] | None], token_keys: frozenset[str]) -> None:
+        self.entries = entries  # None for absent items
         self.token_keys = token_keys
 
     def batch(self, idx: Sequence[int], device: torch.device) -> dict[str, torch.Tensor]:
-        """The prefix dict for items `idx`: per-token tensors zero-padded to the longest, with "mask"."""
-        chosen = [self.entries[i] for i in idx]
+        """The prefix dict for items `idx`: per-token tensors zero-padded to the longest, with "mask".
+        When some items are absent it holds the present ones only, and PRESENT (B,) says which they are."""
+        present = [self.entries[i] is not None for i in idx]
+        chosen: list[dict[str, torch.Tensor]] = [self.entries[i] for i in idx if self.entries[i] is not None]
         out: dict[str, torch.Tensor] = {}
+        if not all(present):
+            out[PRESENT] = torch.tensor(present)  # (B,) bool
+        if not chosen:
+            return {name: t.to(device) for name, t in out.items()}
         lengths = None
         for name in chosen[0]:
             values = [e[name].float() if e[name].is_floating_point() else e[name] for e in chosen]
@@ -124,7 +133,7 @@ class PrefixInputs:
                 continue
             fingerprint = encoder_fingerprint(encoder)  # as built, before any training step
             for name, records in parts.items():
-                items = [r.text if modality == "text" else r.image for r in records]
+                items = [r.item(modality) for r in records]
                 self.parts[name][modality] = store.entries(encoder, self.k[modality], items, fingerprint)
 
     def batch(self, part: str, idx: Sequence[int], device: torch.device) -> tuple[Any, Any]:

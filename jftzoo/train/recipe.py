@@ -61,20 +61,21 @@ def class_weights(y: Sequence[int], n_classes: int, mode: str | None) -> torch.T
 def drop_modalities(text: EncoderOutput | None, image: EncoderOutput | None, p: float,
                     generator: torch.Generator) -> tuple[EncoderOutput | None, EncoderOutput | None]:
     """Modality dropout: for a share `p` of the batch's records, one modality (text or image, even odds)
-    is zeroed (pooled vector and tokens; the mask stays, so attention never sees an empty sequence),
-    so the head learns to predict from either alone, as it must when a post has no image or text."""
+    is marked absent (`EncoderOutput.present`), so the head reads its learned "missing" embedding there,
+    exactly as for a post that has no text or no image; the head learns to predict from either alone
+    and the missing embeddings learn even on data where every post has both."""
     if p <= 0 or text is None or image is None:
         return text, image
     n = text.pooled.shape[0]
     dropped = torch.rand(n, generator=generator) < p  # (B,)
     which = torch.rand(n, generator=generator) < 0.5  # (B,) True: drop text, False: drop image
-    keep_text = (~(dropped & which)).to(text.pooled.device, text.pooled.dtype)  # (B,)
-    keep_image = (~(dropped & ~which)).to(image.pooled.device, image.pooled.dtype)  # (B,)
-    return _scaled(text, keep_text), _scaled(image, keep_image)
+    return _absent(text, dropped & which), _absent(image, dropped & ~which)
 
 
-def _scaled(out: EncoderOutput, keep: torch.Tensor) -> EncoderOutput:
-    return EncoderOutput(out.pooled * keep[:, None], out.tokens * keep[:, None, None], out.mask)
+def _absent(out: EncoderOutput, drop: torch.Tensor) -> EncoderOutput:
+    """`out` with the rows of `drop` (B,) marked absent besides those already absent."""
+    present = torch.ones_like(drop) if out.present is None else out.present.cpu()
+    return EncoderOutput(out.pooled, out.tokens, out.mask, (present & ~drop).to(out.pooled.device))
 
 
 def check_monitor(name: str) -> None:

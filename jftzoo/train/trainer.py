@@ -98,8 +98,11 @@ def config_identity(config: TrainConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     skip = {*RUNTIME_ONLY, *UNUSED_BY_MODE.get(config.mode, ())}
-    return {k: v for k, v in asdict(config).items()
-            if k not in skip and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    identity = {k: v for k, v in asdict(config).items()
+                if k not in skip and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    if config.modality_dropout > 0:  # dropped rows once were zeroed; now the head's learned "missing" embedding
+        identity["absent_as"] = "missing-embedding"
+    return identity
 
 
 def check_scheduler(name: str) -> None:
@@ -200,7 +203,10 @@ def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) 
 
 
 def _outputs_to(out: EncoderOutput | None, device: torch.device) -> EncoderOutput | None:
-    return None if out is None else EncoderOutput(out.pooled.to(device), out.tokens.to(device), out.mask.to(device))
+    if out is None:
+        return None
+    present = out.present.to(device) if out.present is not None else None
+    return EncoderOutput(out.pooled.to(device), out.tokens.to(device), out.mask.to(device), present)
 
 
 class FrozenInputs:
@@ -208,8 +214,10 @@ class FrozenInputs:
 
     def __init__(self, model: FusionModel, records: Sequence[Record], store: FeatureStore) -> None:
         tokens = bool(getattr(model.head, "uses_tokens", False))
-        self.text = store.features(model.text, [r.text for r in records], tokens) if model.uses("text") else None
-        self.image = store.features(model.vision, [r.image for r in records], tokens) if model.uses("vision") else None
+        self.text = store.features(model.text, [r.item("text") for r in records], tokens) \
+            if model.uses("text") else None
+        self.image = store.features(model.vision, [r.item("vision") for r in records], tokens) \
+            if model.uses("vision") else None
 
     def batch(self, idx: Sequence[int], device: torch.device) -> tuple[EncoderOutput | None, EncoderOutput | None]:
         text = self.text.batch(idx) if self.text is not None else None
@@ -325,7 +333,9 @@ def fit(
         train, val = carve_validation(records, config.val_fraction, config.seed)
     train, val = normalized_texts(train, config.text_normalizer), normalized_texts(val, config.text_normalizer)
     model.set_mode(config.mode, config.top_k)
-    groups = [{"params": [p for p in model.head.parameters()], "lr": config.lr_head, "name": "head"}]
+    model.teach_missing(train, config.modality_dropout)
+    groups = [{"params": [p for p in model.head.parameters() if p.requires_grad], "lr": config.lr_head,
+               "name": "head"}]
     groups += encoder_param_groups(model, config.lr_encoder, config.layer_decay)
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / config.grad_accum)
