@@ -58,5 +58,5 @@ def test_estimates_come_from_the_store_when_it_has_them() -> None:
     similar = est.task(cell, "other", 100, 8)  # 0.5 s per record-epoch, for 100 records x 8 epochs
     assert similar.source == "similar" and similar.seconds == 400.0
     fresh = Estimator([]).task(cell, "abc", 100, 8)
-    assert fresh.source == "default" and fresh.seconds == DEFAULT_RATES["top-k"] * 800
+    assert fresh.source == "default" and fresh.seconds == DEFAULT_RATES["top-k"] * 2 * 800  # k=2 groups
     assert describe(30) == "about 30 s" and describe(4800) == "about 1 h 20 min"

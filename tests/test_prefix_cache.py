@@ -98,3 +98,22 @@ def test_train_cli_says_when_top_k_runs_uncached(tmp_path):
     assert res.exit_code == 0 and "note:" not in res.output
     saved = json.loads((tmp_path / "b" / "config.json").read_text())["train"]
     assert saved["prefix_cache"] is True and saved["workers"] == 0 and saved["bucketing"] is True
+
+
+def test_records_to_score_are_predicted_through_the_cached_prefix():
+    """A bench's test part goes through the cached prefix: the same probabilities as the full forward,
+    while only the top groups run (the prefix of those records is computed once, never trained on)."""
+    from jftzoo.train.trainer import predict_proba, prefix_proba
+
+    val, train, labels = records()
+    score = list(val[:3]) + list(train[:2])
+    store = PrefixStore()
+    fitted = model()
+    result = fit(fitted, list(train), labels, TrainConfig(mode="top-k", top_k=1, min_epochs=1, max_epochs=1,
+                                                          batch_size=4, workers=0),
+                 validation=list(val), prefix_store=store, score=score)
+    assert result.prefix is not None and result.prefix.size("score") == len(score)
+    cached = prefix_proba(fitted, result.prefix, "score", 2)
+    np.testing.assert_allclose(cached, predict_proba(fitted, score, 2), rtol=0, atol=1e-5)
+    n = len(train) + len(val)  # the scored records are all among them: nothing computed twice
+    assert dict(store.encoded) == {"minilm": n, "efficientnet_lite0": n}

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 # Seconds per training record per epoch (validation included) on the reference machine: 2 CPU cores,
-# MiniLM-L6 + EfficientNet-Lite0, MVSA-Single (benchmarks/results/mvsa_single*, mode_step_speed.md).
-DEFAULT_RATES = {"frozen": 0.002, "frozen-tokens": 0.04, "top-k": 0.12, "joint": 0.25}
-BASELINE_RATES = {"majority": 0.0, "svm": 0.016}  # seconds per training record, one fit
+# MiniLM-L6 + EfficientNet-Lite0 (benchmarks/results/mvsa_single*, mode_step_speed.md, the default bench).
+# Rough: the demo's short posts run 5-20x faster than MVSA's tweets; top-k is per trained layer group
+# (its cost grows with k). A store's own measured runs replace them as soon as it has any.
+DEFAULT_RATES = {"frozen": 0.001, "frozen-tokens": 0.04, "top-k": 0.03, "joint": 0.25}
+BASELINE_RATES = {"majority": 0.0, "svm": 0.005}  # seconds per training record, one fit
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Estimator:
                 self.by_kind.setdefault((r.get("mode"), r.get("fusion"), r.get("text"), r.get("vision")),
                                         []).append(rate)
 
-    def task(self, cell: Any, config_hash: str, n_train: int, max_epochs: int, tokens: bool = False) -> Estimate:
+    def task(self, cell: Any, config_hash: str, n_train: int, max_epochs: int, tokens: bool = False,
+             top_k: int = 2) -> Estimate:
         """Seconds one (cell, fold, seed) task should train for, with the source of the figure."""
         same = [r for r in self.by_hash.get(config_hash, []) if r.get("train_s") is not None and r.get("n_train")]
         if same:
@@ -58,7 +61,8 @@ class Estimator:
         if baseline:
             return Estimate(BASELINE_RATES[cell.fusion] * n_train, "default")
         mode = "frozen-tokens" if cell.mode == "frozen" and tokens else cell.mode
-        return Estimate(DEFAULT_RATES.get(mode, DEFAULT_RATES["joint"]) * n_train * epochs, "default")
+        rate = DEFAULT_RATES.get(mode, DEFAULT_RATES["joint"]) * (top_k if mode == "top-k" else 1)
+        return Estimate(rate * n_train * epochs, "default")
 
 
 def describe(seconds: float) -> str:

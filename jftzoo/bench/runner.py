@@ -196,7 +196,9 @@ def run_bench(
                 continue
             chash = config_hash(cell, protocol, identity)
             baseline = cell.fusion in ("majority", "svm")
-            epochs = 1 if baseline else _train_config(cell, config, seed).max_epochs
+            tc = None if baseline else _train_config(cell, config, seed)
+            epochs = 1 if tc is None else tc.max_epochs
+            k = 1 if tc is None else max(tc.top_k) if isinstance(tc.top_k, tuple) else tc.top_k
             tokens = not baseline and get_fusion_spec(cell.fusion).uses_tokens
             pending = []
             row = rows.setdefault(cell.label(), {"cell": cell.label(), "done": 0, "pending": 0, "estimate_s": 0.0,
@@ -210,7 +212,7 @@ def run_bench(
                     row["done"] += 1
                     continue
                 n_train = len(train_ids) if val_ids else len(train_ids) - round(0.1 * len(train_ids))
-                guess = estimator.task(cell, chash, n_train, epochs, tokens)
+                guess = estimator.task(cell, chash, n_train, epochs, tokens, k)
                 pending.append((fold, train_ids, val_ids, test_ids, key, guess.seconds))
                 row["pending"] += 1
                 row["estimate_s"] += guess.seconds
@@ -352,7 +354,7 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
 
     from jftzoo.bench.predictions import Predictions
     from jftzoo.train.metrics import evaluate
-    from jftzoo.train.trainer import TrainConfig, carve_validation, predict_proba
+    from jftzoo.train.trainer import TrainConfig, carve_validation, predict_proba, prefix_proba
 
     index = {c: j for j, c in enumerate(labels)}
     train = [by_id[i] for i in train_ids]
@@ -374,15 +376,18 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
     else:
         t_fit = time.perf_counter()
         model, result, val_probs = train_and_validate(cell, config, encoders, features, labels, train, val, seed,
-                                                      emit, prefixes)
+                                                      emit, prefixes, test=test)
         train_s = time.perf_counter() - t_fit
         seen = len(train) * len(result.history)
         batch = max(config.batch_size, 32)
         shared = features if cell.mode == "frozen" else None
         gates: list[Any] = []
         gated = cell.fusion == "gated" and hasattr(model.head, "last_weights")
-        probs = predict_proba(model, test, batch, shared, text_normalizer=tc.text_normalizer,
-                              on_batch=(lambda m: gates.append(m.head.last_weights.cpu())) if gated else None)
+        read_gates = (lambda m: gates.append(m.head.last_weights.cpu())) if gated else None
+        if result.prefix is not None:  # top-k: the test part's frozen prefix was cached with the others
+            probs = prefix_proba(model, result.prefix, "score", batch, on_batch=read_gates)
+        else:
+            probs = predict_proba(model, test, batch, shared, text_normalizer=tc.text_normalizer, on_batch=read_gates)
         extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history}
         if gates:  # mean gate weights (text, image) over the test records: how much each modality counted
             extra["gate_weights_test_mean"] = [float(x) for x in torch.cat(gates).mean(0)]
@@ -423,11 +428,12 @@ def _explain(model: Any, train: list, test: list, batch_size: int, features: Any
 
 def train_and_validate(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any, labels: list[str],
                        train: list, val: list, seed: int, emit: Progress, prefixes: Any = None,
-                       progress: Any = None) -> tuple[Any, Any, Any]:
+                       progress: Any = None, test: list = ()) -> tuple[Any, Any, Any]:
     """(model, TrainResult, validation probabilities) of one cell on one split: the training half of a
     benchmark task, shared with `jftzoo tune` so a tuned configuration re-run by `jftzoo bench` gives
-    the same validation figures. It reads only `train` and `val`. `progress` also sees fit's events."""
-    from jftzoo.train.trainer import fit, predict_proba, seed_everything
+    the same validation figures. Only `train` and `val` decide anything; `test` records are only handed to
+    fit to cache their frozen prefix (top-k), for the caller's scoring. `progress` also sees fit's events."""
+    from jftzoo.train.trainer import fit, predict_proba, prefix_proba, seed_everything
 
     tc = _train_config(cell, config, seed)
     seed_everything(seed)
@@ -442,8 +448,13 @@ def train_and_validate(cell: Cell, config: BenchConfig, encoders: Encoders, feat
         elif event.get("event") == "note":
             emit({**event, "cell": cell.label()})
 
-    result = fit(model, train, labels, tc, progress=forward, validation=val, features=shared, prefix_store=prefixes)
-    val_probs = predict_proba(model, val, max(config.batch_size, 32), shared, text_normalizer=tc.text_normalizer)
+    result = fit(model, train, labels, tc, progress=forward, validation=val, features=shared, prefix_store=prefixes,
+                 score=test)
+    batch = max(config.batch_size, 32)
+    if result.prefix is not None:  # top-k: only the trained top groups run
+        val_probs = prefix_proba(model, result.prefix, "val", batch)
+    else:
+        val_probs = predict_proba(model, val, batch, shared, text_normalizer=tc.text_normalizer)
     return model, result, val_probs
 
 

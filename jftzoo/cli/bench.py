@@ -380,10 +380,12 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               explain: bool, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
-    With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen, 5-fold CV
-    (group-aware: near-duplicate posts never cross folds). The majority and unimodal baselines are
-    always in the table. Finished (cell, fold, seed) records, their test predictions and the split
-    manifests are kept in --out; running again skips finished work.
+    With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen plus one top-k
+    concat row (recipe `demo`: each encoder's top layer group fine-tuned through the prefix cache; left
+    out once --fusion, --mode or a recipe is given), 5-fold CV (group-aware: near-duplicate posts never
+    cross folds). The majority and unimodal baselines are always in the table. Finished (cell, fold,
+    seed) records, their test predictions and the split manifests are kept in --out; running again
+    skips finished work. Before training, the plan lists each cell's tasks and estimated time.
 
     Example: jftzoo bench --data mvsa-single:PATH --split 8:1:1 --seeds 0,1,2,3,4
     """
@@ -404,6 +406,14 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
                                                frozen_backend)}, explain=explain, on_bad=on_bad, on_missing=on_missing,
         image_root=image_root,
     )
+    if protocol != "paper" and not fusions and not modes and not recipe:
+        # The default grid shows what fine-tuning does, cheaply: one top-k row (the `demo` recipe) beside the
+        # frozen heads and baselines (its own top-k unimodal rows: `--mode top-k --recipe demo`).
+        from jftzoo.train.presets import recipe_preset
+
+        demo = recipe_preset("demo")
+        config.extra_cells = [("concat", demo.pop("mode"))]
+        config.mode_train = {"top-k": demo}
     if protocol == "paper":
         if fusions or modes:
             raise UsageError("--protocol paper fixes the methods and modes; leave out --fusion and --mode")

@@ -128,6 +128,7 @@ class PrefixInputs:
                  store: PrefixStore) -> None:
         self.k = {"text": k_text, "vision": k_vision}
         self.parts: dict[str, dict[str, PrefixEntries]] = {name: {} for name in parts}
+        self.sizes = {name: len(records) for name, records in parts.items()}
         for modality, encoder in (("text", model.text), ("vision", model.vision)):
             if encoder is None or not model.uses(modality):
                 continue
@@ -135,6 +136,10 @@ class PrefixInputs:
             for name, records in parts.items():
                 items = [r.item(modality) for r in records]
                 self.parts[name][modality] = store.entries(encoder, self.k[modality], items, fingerprint)
+
+    def size(self, part: str) -> int:
+        """How many records the part holds."""
+        return self.sizes[part]
 
     def batch(self, part: str, idx: Sequence[int], device: torch.device) -> tuple[Any, Any]:
         got = self.parts[part]

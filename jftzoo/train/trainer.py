@@ -131,6 +131,9 @@ class TrainResult:
     val_ids: list[str] = field(default_factory=list)
     monitor: str = "loss"
     best_score: float = float("inf")  # the monitored figure at the best epoch, as minimised (-metric)
+    # top-k with the prefix cache: the cached parts ("train", "val", and "score" when fit was given records
+    # to score), so predictions after training run only the top groups (`prefix_proba`); None otherwise
+    prefix: Any = None
 
 
 def autocast_for(device: torch.device) -> Any:
@@ -261,16 +264,21 @@ def predict_proba(
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 
 
-def _prefix_proba(model: FusionModel, prefix: PrefixInputs, part: str, n: int, batch_size: int,
-                  device: torch.device) -> np.ndarray:
-    """Class probabilities of a cached part (e.g. 'val') through the trained top groups and the head."""
+def prefix_proba(model: FusionModel, prefix: PrefixInputs, part: str, batch_size: int = 32,
+                 on_batch: Callable[[FusionModel], None] | None = None) -> np.ndarray:
+    """Class probabilities of a cached part (e.g. 'val') through the trained top groups and the head: the
+    same as `predict_proba` on those records (the frozen prefix is what it would compute), minus the prefix."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
-        for idx in plan_batches(n, batch_size, None):
+        for idx in plan_batches(prefix.size(part), batch_size, None):
             logits = model.forward_prefix(*prefix.batch(part, idx, device), prefix.k["text"], prefix.k["vision"])
             out.append(logits.float().softmax(-1).cpu())
-    return torch.cat(out).numpy()
+            if on_batch is not None:
+                on_batch(model)
+    n_classes = model.head.cfg.n_classes
+    return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 
 
 def _validate(model: FusionModel, records: Sequence[Record], index: dict[str, int], batch_size: int,
@@ -278,7 +286,7 @@ def _validate(model: FusionModel, records: Sequence[Record], index: dict[str, in
               prefix: PrefixInputs | None = None) -> tuple[float, np.ndarray, list[int]]:
     """(mean validation loss, probabilities, labels) of `records`: early stopping's evidence."""
     if prefix is not None:
-        probs = _prefix_proba(model, prefix, "val", len(records), batch_size, next(model.parameters()).device)
+        probs = prefix_proba(model, prefix, "val", batch_size)
     else:
         probs = predict_proba(model, records, batch_size, features, workers=workers)
     y = [index[r.label] for r in records]
@@ -306,6 +314,7 @@ def fit(
     accelerator: Any = None,
     features: FeatureStore | None = None,
     prefix_store: PrefixStore | None = None,
+    score: Sequence[Record] = (),
 ) -> TrainResult:
     """Train in place and leave the best (lowest validation loss) weights loaded.
 
@@ -321,7 +330,9 @@ def fit(
     the head alone; the result is the same as re-encoding every epoch, only faster. In `top-k` mode
     the frozen lower groups likewise run once per record (`jftzoo.train.prefix`, shared through
     `prefix_store`) unless `config.prefix_cache` is off or an encoder cannot split; a "note" progress
-    event says when the uncached path is taken and why.
+    event says when the uncached path is taken and why. `score`: records the caller will predict after
+    training (a test part); their frozen prefix is cached too (never trained on: inference only), so
+    `prefix_proba(model, result.prefix, "score")` predicts them through the top groups alone.
     """
     check_scheduler(config.scheduler)
     check_monitor(config.monitor)  # a bad name fails before any training
@@ -374,7 +385,10 @@ def fit(
         if why is None:
             store = prefix_store if prefix_store is not None else PrefixStore(config.prefix_dtype,
                                                                              max(config.batch_size, 32))
-            prefix = PrefixInputs(model, {"train": train, "val": val}, k_text, k_vision, store)
+            parts = {"train": train, "val": val}
+            if score:
+                parts["score"] = normalized_texts(score, config.text_normalizer)
+            prefix = PrefixInputs(model, parts, k_text, k_vision, store)
         elif progress:
             progress({"event": "note", "message": f"top-k runs every layer each step (no prefix cache): {why}"})
     # Length bucketing pays where text is tokenised per step: every mode but frozen.
@@ -461,4 +475,5 @@ def fit(
     if best_state is not None:
         kept.load_state_dict(best_state)
     model.eval()
+    result.prefix = prefix
     return result
