@@ -124,9 +124,21 @@ def run_bench(
     progress: Progress | None = None,
     cache: Any = None,
     cells: list[Cell] | None = None,
+    wait: bool = False,
 ) -> BenchReport:
     """Run every pending (cell, fold, seed) of the grid (or of `cells`, a chosen part of it);
-    `cache` is a DiskCache (None: memory only)."""
+    `cache` is a DiskCache (None: memory only). The results folder is held for the run
+    (`jftzoo.bench.lock`): another run on it raises StoreBusyError, or with `wait` is waited for
+    (a "waiting" progress event names it)."""
+    from jftzoo.bench.lock import results_lock
+
+    emit = progress or (lambda event: None)
+    with results_lock(out_dir, wait, on_wait=lambda who: emit({"event": "waiting", "holder": who})):
+        return _run_bench(config, out_dir, progress, cache, cells)
+
+
+def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cache: Any,
+               cells: list[Cell] | None) -> BenchReport:
     import torch
 
     from jftzoo.bench.predictions import write_predictions

@@ -175,6 +175,10 @@ class _BenchProgress:
                           f"in {time.monotonic() - st['since']:.0f} s ({event['done']}/{event['tasks']}; "
                           f"{self._eta()})")
             st.update(what="set-up of the next task", since=time.monotonic())
+        elif kind == "waiting":
+            st.update(what=f"waiting for {event['holder']} to release the results folder", since=time.monotonic())
+            self.console.print(f"waiting: the results folder is in use by {event['holder']} (--wait)",
+                               highlight=False)
         elif kind == "note" and self.enabled and event["message"] not in self.notes:
             self.notes.add(event["message"])
             self.console.print(f"note: {event['message']}", highlight=False)
@@ -363,6 +367,7 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @ON_BAD_OPTION
 @ON_MISSING_OPTION
 @IMAGE_ROOT_OPTION
+@click.option("--wait", is_flag=True, help="If another bench holds --out, wait for it to end instead of exiting 1.")
 @click.option("--log-json", type=click.Path(dir_okay=False),
               help="Append every progress event (plan, task, epoch, record...) to this file as JSON lines.")
 @click.option("--explain", "explain", is_flag=True,
@@ -376,8 +381,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
-              ensemble: bool, on_bad: str, on_missing: str, image_root: str | None, log_json: str | None,
-              explain: bool, recipe: dict[str, Any]) -> None:
+              ensemble: bool, on_bad: str, on_missing: str, image_root: str | None, wait: bool,
+              log_json: str | None, explain: bool, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen plus one top-k
@@ -425,11 +430,11 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         config.fusion = [m[1] for m in paper_methods(text[0], vision[0])]
         config.mode = ["frozen", "joint"]  # svm is frozen by nature; every other method is fine-tuned
         config.folds = None if split else (folds or 10)
-    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble, log_json)
+    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble, log_json, wait)
 
 
 def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json: bool, ensemble: bool = False,
-                  log_json: str | None = None) -> None:
+                  log_json: str | None = None, wait: bool = False) -> None:
     from jftzoo.bench.grid import expand
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json, to_markdown
@@ -443,7 +448,8 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     _, stderr = _consoles()
     heartbeat = float(os.environ.get("JFTZOO_HEARTBEAT_S", "30"))  # seconds between "still running" log lines
     with _BenchProgress(not as_json, log_json, heartbeat) as progress:
-        report = run_bench(config, out, progress=progress, cache=None if no_cache else DiskCache(), cells=cells)
+        report = run_bench(config, out, progress=progress, cache=None if no_cache else DiskCache(), cells=cells,
+                           wait=wait)
     records = report.records + (_ensembles(report.records, out) if ensemble else [])
     rows = summarize(records, report.cells, report.unavailable, report.failed)
     (out / "summary.md").write_text(to_markdown(rows), encoding="utf-8")
