@@ -5,24 +5,51 @@ A reader (or a run after a crash) sees the old file or the new one, never a torn
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from jftzoo.errors import JftzooError
+
+FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, disk quota exceeded
+
+
+class DiskFullError(JftzooError):
+    """A write ran out of space; the message names the file, and nothing partial was kept as valid."""
+
+
+@contextlib.contextmanager
+def disk_full_is_clear(path: Path, what: str) -> Iterator[None]:
+    """Turn ENOSPC / EDQUOT while writing `path` into a DiskFullError naming it and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        raise DiskFullError(
+            f"no space left on the device holding {path} while writing {what} ({os.strerror(exc.errno)}). "
+            "Nothing partial was kept: free some space (or point the output elsewhere) and run the same "
+            "command again; finished work is kept and resumes.") from None
 
 
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """`durable=False` skips the fsync: for many small entries that carry their own checksum (the
-    embedding cache), where a lost entry after power loss is recomputed, not trusted."""
+    embedding cache), where a lost entry after power loss is recomputed, not trusted. A full disk is a
+    DiskFullError naming `path`; the temporary file is removed and `path` keeps its old content."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with disk_full_is_clear(path, "a file"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

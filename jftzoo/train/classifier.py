@@ -152,14 +152,16 @@ class FusionClassifier:
 
     # -- persistence -----------------------------------------------------------------------------------------
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from jftzoo.atomic import atomic_write
 
         self._check_fitted()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         model = self.model_
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(out / "model.safetensors"))
+        atomic_write(out / "model.safetensors", save(state))  # whole or not at all (a full disk: a clear error)
         tokenizer = getattr(model.text, "_tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(out / "tokenizer"))
@@ -183,7 +185,7 @@ class FusionClassifier:
             "versions": _versions(),
             **(extra or {}),
         }
-        (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+        atomic_write(out / "config.json", (json.dumps(config, indent=2, default=str) + "\n").encode("utf-8"))
         return out
 
     @classmethod
