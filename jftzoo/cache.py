@@ -135,6 +135,34 @@ class DiskCache:
                                          len(files), sum(f.stat().st_size for f in files), ns))
         return out
 
+    def verify(self, remove: bool = True) -> tuple[int, list[Path], list[Path]]:
+        """Check every entry's SHA-256 against its tensors: (entries checked, corrupt entries, leftover
+        temporary files of interrupted writes). With `remove`, both are deleted: a corrupt entry is
+        recomputed when next needed, never served (`get` would refuse it too)."""
+        from safetensors import safe_open
+
+        checked, corrupt = 0, []
+        if not self.root.is_dir():
+            return 0, [], []
+        for path in sorted(self.root.glob("*/*/*/*.safetensors")):
+            if path.name.startswith(".tmp-"):
+                continue
+            checked += 1
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    meta = f.metadata() or {}
+                    tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+                ok = bool(tensors) and meta.get("sha256") == hash_tensors(sorted(tensors.items()))
+            except Exception:  # truncated or foreign bytes: safetensors raises several types
+                ok = False
+            if not ok:
+                corrupt.append(path)
+        leftovers = sorted(self.root.glob("*/*/*/.tmp-*"))
+        if remove:
+            for path in corrupt + leftovers:
+                path.unlink(missing_ok=True)
+        return checked, corrupt, leftovers
+
     def clear(self, encoder: str | None = None) -> tuple[int, int]:
         """Delete every entry (or one encoder's); returns (entries, bytes) removed."""
         removed = [i for i in self.info() if encoder is None or i.encoder == encoder]

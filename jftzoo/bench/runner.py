@@ -40,6 +40,7 @@ class BenchReport:
     wall_s: float = 0.0
     bad_records: dict[str, list[Any]] = field(default_factory=dict)  # dataset -> Problems left out (--on-bad skip)
     bad_records_file: str | None = None  # where they are listed, beside the results
+    repaired_bytes: int = 0  # an unfinished last line of results.jsonl cut off on open (an interrupted write)
 
 
 def versions() -> dict[str, str]:
@@ -151,8 +152,11 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     cells = expand(config) if cells is None else cells
     given = {str(p): read_split(p) for p in config.split_files}  # unreadable or edited manifests fail first
     store = ResultStore(out_dir).open()
+    if store.repaired_bytes:  # power loss or kill mid-write: that line was never a finished record
+        emit({"event": "note", "message": f"{store.path}: cut an unfinished last line ({store.repaired_bytes} "
+              "bytes) left by an interrupted run; its task runs again"})
     done = store.done()
-    report = BenchReport(cells=cells, records=[])
+    report = BenchReport(cells=cells, records=[], repaired_bytes=store.repaired_bytes)
     from jftzoo.train.prefix import PrefixStore
 
     features = FeatureStore(cache=cache, backend=config.train.get("frozen_backend", "pytorch"))

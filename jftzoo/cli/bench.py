@@ -540,6 +540,35 @@ def cache_info_cmd(as_json: bool) -> None:
     out.print(f"{sum(i.entries for _, i in items)} entries, {total / 2**20:.1f} MiB", highlight=False)
 
 
+@cache_group.command("verify")
+@click.option("--keep", is_flag=True, help="Only report: leave corrupt entries in place (runs refuse them anyway).")
+@click.option("--json", "as_json", is_flag=True)
+def cache_verify_cmd(keep: bool, as_json: bool) -> None:
+    """Check every cached entry's checksum; delete the corrupt ones (recomputed when next needed).
+    Exits 1 when it found any.
+
+    Example: jftzoo cache verify
+    """
+    from jftzoo.cache import KINDS, DiskCache, cache_dir
+
+    report = {kind: DiskCache(kind=kind).verify(remove=not keep) for kind in KINDS}
+    bad = {kind: [str(p) for p in corrupt] for kind, (_, corrupt, _) in report.items()}
+    if as_json:
+        click.echo(json.dumps({"root": str(cache_dir()), "kinds": {
+            kind: {"checked": n, "corrupt": bad[kind], "temporary_files": [str(p) for p in tmp]}
+            for kind, (n, _, tmp) in report.items()}, "removed": not keep}, indent=2))
+    else:
+        out, _ = _consoles()
+        for kind, (n, corrupt, tmp) in report.items():
+            out.print(f"{kind}: {n} entries checked, {len(corrupt)} corrupt, {len(tmp)} temporary file(s) of "
+                      "interrupted writes", highlight=False)
+            for path in corrupt:
+                out.print(f"  corrupt: {path}" + ("" if keep else " (deleted; recomputed when next needed)"),
+                          highlight=False)
+    if any(bad.values()):
+        raise SystemExit(1)
+
+
 @cache_group.command("clear")
 @click.option("--encoder", help="Only this encoder's entries.")
 @click.option("--kind", type=click.Choice(["all", "embeddings", "decoded"]), default="all", show_default=True,
