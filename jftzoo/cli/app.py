@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -57,6 +59,30 @@ class JftzooGroup(click.Group):
                 highlight=False,
             )
             ctx.exit(1)
+
+
+@contextlib.contextmanager
+def interruptible(resume: Callable[[], str]) -> Iterator[None]:
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler, `kill`) stops the block at once: work finished so far is
+    already on disk whole (records, predictions, trials), the task running is dropped, and the message
+    says what is kept and how to go on (`resume()`); exit code 130."""
+    import signal
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        before = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (e.g. inside a test runner's worker): Ctrl-C still works
+        before = None
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped (interrupted). {resume()}", err=True)
+        raise SystemExit(130) from None
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 @click.group(cls=JftzooGroup, context_settings=CONTEXT)

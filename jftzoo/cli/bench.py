@@ -447,7 +447,16 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
         cells = [c for c in cells if (c.fusion, c.mode) in wanted]
     _, stderr = _consoles()
     heartbeat = float(os.environ.get("JFTZOO_HEARTBEAT_S", "30"))  # seconds between "still running" log lines
-    with _BenchProgress(not as_json, log_json, heartbeat) as progress:
+    from jftzoo.cli.app import interruptible
+
+    def kept() -> str:
+        from jftzoo.bench.store import ResultStore
+
+        n = len(ResultStore(out).records())
+        return (f"{n} finished record(s) are kept whole in {out / 'results.jsonl'}; the task that was running is "
+                "dropped. Run the same command again to resume: finished tasks are skipped.")
+
+    with interruptible(kept), _BenchProgress(not as_json, log_json, heartbeat) as progress:
         report = run_bench(config, out, progress=progress, cache=None if no_cache else DiskCache(), cells=cells,
                            wait=wait)
     records = report.records + (_ensembles(report.records, out) if ensemble else [])

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from jftzoo.cli.app import _stderr, _stdout, cli
+from jftzoo.cli.app import _stderr, _stdout, cli, interruptible
 from jftzoo.cli.bench import recipe_options, speed_options
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.devices import check_device
@@ -151,8 +151,13 @@ def train_cmd(image_root: str | None,
         features = FeatureStore(cache=DiskCache(), batch_size=max(batch_size, 32),
                                 backend=given.get("frozen_backend", "pytorch"))
     # Labels come from the dataset's fixed label set, so every split uses the same class indices.
-    clf.fit(ds.subset(part["train"]), progress=_TrainProgress(not as_json and main_process, epochs),
-            validation=part["val"] or None, accelerator=accelerator, features=features)
+    def kept() -> str:
+        return (f"No model was written to {out} (a model is saved when training ends); the embedding cache keeps "
+                "the frozen encoders' outputs, so running the same command again starts faster.")
+
+    with interruptible(kept):
+        clf.fit(ds.subset(part["train"]), progress=_TrainProgress(not as_json and main_process, epochs),
+                validation=part["val"] or None, accelerator=accelerator, features=features)
     if not main_process:
         return  # only the first process evaluates, saves and prints
     weights = _weights_label({m: ("pretrained" if enc.pretrained else "random")

@@ -134,7 +134,13 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
     if any(p.name == "fusion" for p in space):
         config.fusion = [c for p in space if p.name == "fusion" for c in p.choices]
     tuning = Tuning(config, space, metric, Path(out), study)
-    with _TuneProgress(not as_json, metric) as progress:
+    from jftzoo.cli.app import interruptible
+
+    def kept() -> str:
+        return (f"Finished trials are stored in the study under {Path(out) / 'tune'}; the trial that was running is "
+                "dropped. Run the same command again to resume the study.")
+
+    with interruptible(kept), _TuneProgress(not as_json, metric) as progress:
         result = run_tuning(tuning, trials if trials is not None else (None if timeout else 20), timeout, progress,
                             cache=None if no_cache else DiskCache())
     try:

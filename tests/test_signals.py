@@ -1,0 +1,36 @@
+"""SIGINT or SIGTERM during `jftzoo bench` stops it at once: finished records stay whole, the message says
+how to resume (exit 130), the results folder is released, and the same command finishes the grid."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_bench_cleanly_and_it_resumes(tmp_path, sig) -> None:
+    out = tmp_path / "b"
+    args = [sys.executable, "-m", "jftzoo", "bench", "--fusion", "concat", "--limit", "60", "--folds", "3",
+            "--epochs", "4", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 4):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopped (interrupted)" in err and "Run the same command again to resume" in err
+    assert "Traceback" not in err
+    lines = results.read_text().splitlines()
+    assert 4 <= len(lines) < 12 and all(json.loads(line)["key"] for line in lines)  # whole records only
+    assert not (out / ".jftzoo.lock.json").exists()  # the folder is free again
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 12  # (majority, text-only, image-only, concat) x 3 folds
