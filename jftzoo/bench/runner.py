@@ -69,6 +69,23 @@ def make_split(ds: Any, config: BenchConfig, seed: int) -> Any:
     return split_for(ds, config.folds, config.split, seed, groups_for(ds, config.groups))
 
 
+class EncoderBuildError(JftzooError):
+    """An encoder's factory raised while building it (a plugin bug); its cells fail, the rest run."""
+
+
+def _build_failure(name: str, exc: Exception) -> str:
+    from jftzoo.plugins import plugin_infos
+    from jftzoo.registry import get_spec
+
+    try:
+        provider = get_spec(name).provider
+    except Exception:  # the spec itself is gone: say what we know
+        provider = "?"
+    info = plugin_infos.get(provider)
+    who = f"plugin {provider!r}" + (f" (distribution {info.distribution})" if info and info.distribution else "")
+    return f"encoder {name!r} from {who} failed to build: {type(exc).__name__}: {exc}"
+
+
 class Encoders:
     """Each encoder built once per run (pre-trained, or random under --random-init), reused frozen
     and copied for training, so availability is decided once and labelled consistently."""
@@ -81,20 +98,29 @@ class Encoders:
         self.built: dict[str, Any] = {}
         self.weights: dict[str, str] = {}  # name -> "pretrained" | "random"
         self.missing: dict[str, str] = {}  # name -> why
+        self.broken: dict[str, str] = {}  # name -> how its factory failed (a plugin bug)
 
     def get(self, name: str) -> Any:
         from jftzoo.registry import get_encoder
 
         if name in self.missing:
             raise WeightsUnavailableError(self.missing[name])
+        if name in self.broken:
+            raise EncoderBuildError(self.broken[name])
         if name not in self.built:
             try:
-                enc = get_encoder(name, pretrained=True)
-            except WeightsUnavailableError as exc:
-                if not self.config.random_init:
-                    self.missing[name] = str(exc)
-                    raise
-                enc = get_encoder(name, pretrained=False)  # labelled `random` in every table and record
+                try:
+                    enc = get_encoder(name, pretrained=True)
+                except WeightsUnavailableError as exc:
+                    if not self.config.random_init:
+                        self.missing[name] = str(exc)
+                        raise
+                    enc = get_encoder(name, pretrained=False)  # labelled `random` in every table and record
+            except JftzooError:
+                raise
+            except Exception as exc:  # a plugin's factory bug: this encoder's cells fail, the grid goes on
+                self.broken[name] = _build_failure(name, exc)
+                raise EncoderBuildError(self.broken[name]) from exc
             self.weights[name] = "pretrained" if enc.pretrained else "random"
             if isinstance(getattr(type(enc), "tokenizer", None), property):  # loaded lazily by text encoders
                 try:
@@ -209,6 +235,11 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
                 report.unavailable[cell] = str(exc).splitlines()[0]
                 finished += len(folds_of(split))
                 emit({"event": "unavailable", "cell": cell.label(), "reason": report.unavailable[cell]})
+                continue
+            except EncoderBuildError as exc:  # this cell fails alone; the rest of the grid runs
+                report.failed[cell] = str(exc)
+                finished += len(folds_of(split))
+                emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
                 continue
             chash = config_hash(cell, protocol, identity)
             baseline = cell.fusion in ("majority", "svm")
