@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,15 @@ def decode(path: Path) -> tuple[Image.Image | None, str | None]:
     if not path.is_file():
         return None, "image path is not a file"
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now, so a truncated file fails here and not mid-batch
-            return img, None
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: both are one clear reason here
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()  # decode now, so a truncated file fails here and not mid-batch
+                return img, None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return None, (f"image is too large to decode safely ({exc}); Pillow's limit is {Image.MAX_IMAGE_PIXELS:,} "
+                      "pixels (a decompression bomb, or a huge image: resize it)")
     except UnidentifiedImageError:
         return None, "not an image file (PIL cannot identify it)"
     except PermissionError:

@@ -19,9 +19,17 @@ def resolve_inside(
     """A path under `root`, or a problem if it is absolute or escapes the dataset root."""
     if not relative:
         return None, Problem(record_id, file, "empty image path")
+    if "://" in relative:
+        return None, Problem(record_id, file, f"image path {relative!r} is a URL; jftzoo reads local files only "
+                             "(download the images and name them relative to the data root)")
+    if "\x00" in relative:
+        return None, Problem(record_id, file, f"image path {relative!r} contains a NUL byte")
     if Path(relative).is_absolute():
         return None, Problem(record_id, file, f"image path {relative!r} is absolute; use a path relative to {root}")
-    path = (root / relative).resolve()
+    try:
+        path = (root / relative).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a symlink loop, a name the OS refuses
+        return None, Problem(record_id, file, f"image path {relative!r} cannot be resolved ({exc})")
     if not path.is_relative_to(root.resolve()):
         return None, Problem(record_id, file, f"image path {relative!r} escapes the dataset root {root}")
     return path, None
@@ -47,6 +55,31 @@ def check_records(records: Iterable[Record], labels: tuple[str, ...], verify_ima
     return problems
 
 
+MAX_TEXT_CHARS = 20_000  # far past any encoder's max_length; a megabyte "text" is truncated here, with a count
+
+
+def clean_texts(dataset: Dataset) -> Dataset:
+    """NUL bytes removed and texts cut at MAX_TEXT_CHARS, each counted in the dataset's notes: the post stays
+    (tokenizers would truncate long texts anyway), but nobody should learn of it from a slow tokenizer."""
+    from dataclasses import replace
+
+    nul = long = 0
+    records = []
+    for r in dataset.records:
+        text = r.text
+        if "\x00" in text:
+            text, nul = text.replace("\x00", ""), nul + 1
+        if len(text) > MAX_TEXT_CHARS:
+            text, long = text[:MAX_TEXT_CHARS], long + 1
+        records.append(r if text is r.text else replace(r, text=text))
+    dataset.records = records
+    if nul:
+        dataset.notes.append(f"texts with NUL bytes (removed): {nul}")
+    if long:
+        dataset.notes.append(f"texts longer than {MAX_TEXT_CHARS:,} characters (truncated to that): {long}")
+    return dataset
+
+
 def finalize(
     dataset: Dataset, problems: list[Problem], on_bad: str = "error", verify_images: bool = True
 ) -> Dataset:
@@ -55,12 +88,19 @@ def finalize(
         from jftzoo.errors import UsageError
 
         raise UsageError(f"on_bad must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+    dataset = clean_texts(dataset)
     problems = problems + check_records(dataset.records, dataset.labels, verify_images)
     if not problems:
         return dataset
     if on_bad == "error":
         raise BadDataError(dataset.name, problems)
     bad = {p.record_id for p in problems}  # every copy of a duplicate id goes too
+    reported = {(p.record_id, p.file) for p in problems}
+    for r in dataset.records:  # a good row whose id a bad row also uses leaves with a reason of its own
+        if r.id in bad and (r.id, r.origin or "-") not in reported and (r.id, str(r.image)) not in reported \
+                and (r.id, "-") not in reported:
+            problems.append(Problem(r.id, r.origin or "-", "duplicate id: a bad record above uses it too; ids must "
+                                    "be unique"))
     dataset.records = [r for r in dataset.records if r.id not in bad]
     dataset.skipped = problems
     return dataset

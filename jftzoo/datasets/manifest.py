@@ -17,14 +17,28 @@ def _rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any] | None, str]]:
     """(line number, row or None, parse error) for every data row."""
     out: list[tuple[int, dict[str, Any] | None, str]] = []
     if fmt == "csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        import io
+
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise UsageError(f"{path}:{line} is not UTF-8 (byte 0x{raw[exc.start]:02x}); re-save the manifest as "
+                             "UTF-8") from None
+        with io.StringIO(text, newline="") as fh:
             for row in csv.DictReader(fh):
                 extra = row.pop(None, None)  # type: ignore[call-overload]
                 out.append((0, row, f"{len(extra)} more cells than the header" if extra else ""))
         # csv.DictReader's line_num counts physical lines; number data rows from 2 (after the header)
         return [(i + 2, r, e) for i, (_, r, e) in enumerate(out)]
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for lineno, raw_line in enumerate(fh, start=1):
+            try:
+                line = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                out.append((lineno, None, f"not UTF-8 (byte 0x{raw_line[exc.start]:02x} at column {exc.start + 1})"))
+                continue
             if not line.strip():
                 continue
             try:
@@ -38,7 +52,7 @@ def _rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any] | None, str]]:
 
 def _check_columns(path: Path, rows: list[tuple[int, dict[str, Any] | None, str]], fields: dict[str, str]) -> None:
     """A column that no row has is a misnamed column, not a dataset of posts without text or images."""
-    seen = {key for _, row, _ in rows if row for key in row}
+    seen = {key for _, row, error in rows if isinstance(row, dict) and not error for key in row}
     if not seen:
         return
     for option, name in fields.items():

@@ -209,6 +209,11 @@ class FusionClassifier:
         clf.model_ = clf._build(len(clf.classes_), pretrained=False)
         try:
             state = load_file(str(path / "model.safetensors"))
+        except Exception as exc:  # not a safetensors file (a pickle, a truncated copy): refused, never unpickled
+            raise JftzooError(f"{path / 'model.safetensors'} is not a readable safetensors file ({exc}); jftzoo "
+                              "reads weights only from safetensors, never from pickles. Save the model again with "
+                              "`jftzoo train` or FusionClassifier.save.") from None
+        try:
             # Models saved before absent modalities were data lack the head's "missing" embeddings: they keep
             # their fresh zeros, which is what an absent input meant to those models.
             absent = [k for k in clf.model_.state_dict() if k not in state and k.startswith("head.missing_")]
