@@ -217,9 +217,14 @@ def _accelerator(device: str, unused_encoder: bool) -> Any:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, label, probs}.")
+@click.option("--output", "output", type=click.Path(dir_okay=False),
+              help="Write the predictions to this .csv or .jsonl file as they are made (chunk by chunk: bounded "
+                   "memory for large datasets) instead of printing them.")
+@click.option("--chunk", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="With --output: records predicted and written per chunk.")
 def predict_cmd(image_root: str | None,
                 model_dir: str, text: str | None, image: str | None, data: str | None, on_bad: str, on_missing: str,
-                batch_size: int, device: str, as_json: bool) -> None:
+                batch_size: int, device: str, as_json: bool, output: str | None, chunk: int) -> None:
     """Labels and class probabilities from a model folder written by `jftzoo train`.
 
     Example: jftzoo predict runs/demo --text "what a day" --image post.jpg
@@ -242,6 +247,12 @@ def predict_cmd(image_root: str | None,
                              f"{on_missing}: give both, or leave --on-missing at keep")
         records = [one]
     clf = FusionClassifier.load(model_dir, device=device)
+    if output:
+        from jftzoo.predict_output import write_predictions
+
+        n = write_predictions(clf, records, Path(output), batch_size, chunk)
+        _stderr().print(f"{n} prediction(s) written to {output}", highlight=False)
+        return
     probs = clf.predict_proba(records, batch_size)
     rows = [{"id": r.id, "label": str(clf.classes_[p.argmax()]),  # type: ignore[index]
              "probs": {str(c): float(x) for c, x in zip(clf.classes_, p, strict=True)}}  # type: ignore[arg-type]
