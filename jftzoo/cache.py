@@ -56,6 +56,22 @@ class NamespaceInfo:
 KINDS = ("embeddings", "decoded")  # frozen encoder outputs; decoded images (jftzoo.decoded), same layout
 
 
+def read_checked(path: Path) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """(metadata, tensors) of a cache file whose tensors match the SHA-256 in its metadata; None when it is
+    truncated, unreadable or altered. Every cache kind writes that checksum, so one check serves them all."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception:  # truncated or foreign bytes: safetensors raises several types
+        return None
+    if not tensors or meta.get("sha256") != hash_tensors(sorted(tensors.items())):
+        return None
+    return meta, tensors
+
+
 class DiskCache:
     """An `EntryCache` on disk; `corrupt` counts entries found broken (and recomputed).
 
@@ -83,22 +99,15 @@ class DiskCache:
         self._described.add(namespace)
 
     def get(self, namespace: str, key: str, tokens: bool) -> Entry | None:
-        from safetensors import safe_open
-
         path = self._path(namespace, key)
         if not path.exists():
             return None
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-            intact = meta.get("sha256") == hash_tensors(sorted(tensors.items()))
-            if meta.get("format") != FORMAT or not intact or "pooled" not in tensors:
-                raise ValueError("checksum mismatch")
-        except Exception:  # truncated, corrupt, or another format: recompute rather than trust it
-            self.corrupt[namespace.split("/", 1)[0]] += 1
+        checked = read_checked(path)
+        if checked is None or checked[0].get("format") != FORMAT or "pooled" not in checked[1]:
+            self.corrupt[namespace.split("/", 1)[0]] += 1  # truncated, corrupt, or another format: recompute
             path.unlink(missing_ok=True)
             return None
+        tensors = checked[1]
         if tokens and "tokens" not in tensors:
             return None  # stored without tokens; the caller recomputes and stores both
         return Entry(tensors["pooled"], tensors.get("tokens"))
@@ -139,8 +148,6 @@ class DiskCache:
         """Check every entry's SHA-256 against its tensors: (entries checked, corrupt entries, leftover
         temporary files of interrupted writes). With `remove`, both are deleted: a corrupt entry is
         recomputed when next needed, never served (`get` would refuse it too)."""
-        from safetensors import safe_open
-
         checked, corrupt = 0, []
         if not self.root.is_dir():
             return 0, [], []
@@ -148,14 +155,7 @@ class DiskCache:
             if path.name.startswith(".tmp-"):
                 continue
             checked += 1
-            try:
-                with safe_open(str(path), framework="pt") as f:
-                    meta = f.metadata() or {}
-                    tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
-                ok = bool(tensors) and meta.get("sha256") == hash_tensors(sorted(tensors.items()))
-            except Exception:  # truncated or foreign bytes: safetensors raises several types
-                ok = False
-            if not ok:
+            if read_checked(path) is None:
                 corrupt.append(path)
         leftovers = sorted(self.root.glob("*/*/*/.tmp-*"))
         if remove:

@@ -77,17 +77,13 @@ class DecodedImageCache:
     def _read(self, path: Path, namespace: str) -> torch.Tensor | None:
         if not path.exists():
             return None
-        from safetensors import safe_open
+        from jftzoo.cache import read_checked
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                pixels = f.get_tensor("pixels")
-            if meta.get("format") == FORMAT and pixels.dtype == torch.uint8 and meta.get("sha256") == _pixels_sha(
-                    pixels):
+        checked = read_checked(path)  # the checksum every cache kind writes (`_pixels_sha` here)
+        if checked is not None and checked[0].get("format") == FORMAT:
+            pixels = checked[1].get("pixels")
+            if pixels is not None and pixels.dtype == torch.uint8:
                 return pixels
-        except Exception:  # truncated or foreign bytes: safetensors raises several types
-            pass
         self.corrupt[namespace] += 1
         path.unlink(missing_ok=True)
         return None

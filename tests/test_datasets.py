@@ -276,3 +276,10 @@ def test_a_plugin_can_register_a_dataset(register_plugin, tmp_path: Path):
     assert specs["tiny"].provider == "tiny-plugin"
     assert specs["csv"].provider == "jftzoo.default_plugins.datasets"
     assert [r.text for r in load_dataset(f"tiny:{tmp_path}").records] == ["hello"]
+
+
+def test_a_good_row_reusing_a_bad_rows_id_is_reported_not_silently_dropped(tmp_path: Path):
+    path = manifest(tmp_path, [{"id": "a", "text": "hi"}, row("a"), row("b")])  # the first row has no label
+    ds = load_dataset(f"jsonl:{path}", on_bad="skip")
+    assert [r.id for r in ds.records] == ["b"]
+    assert sorted(p.reason for p in ds.skipped) == ["duplicate id: 2 records share it", "missing field(s) label"]

@@ -24,6 +24,7 @@ from jftzoo.errors import JftzooError, TokenizerUnavailableError, UsageError, We
 
 Progress = Callable[[dict[str, Any]], None]
 UNAVAILABLE = (WeightsUnavailableError, TokenizerUnavailableError)
+CLASSICAL = ("majority", "svm")  # baseline rows fitted by jftzoo.bench.baselines, not trained heads
 
 
 @dataclass
@@ -178,10 +179,11 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     cells = expand(config) if cells is None else cells
     given = {str(p): read_split(p) for p in config.split_files}  # unreadable or edited manifests fail first
     store = ResultStore(out_dir).open()
+    stored = store.records()  # read once: what is done, and the timings the plan estimates from
     if store.repaired_bytes:  # power loss or kill mid-write: that line was never a finished record
         emit({"event": "note", "message": f"{store.path}: cut an unfinished last line ({store.repaired_bytes} "
               "bytes) left by an interrupted run; its task runs again"})
-    done = store.done()
+    done = {r["key"] for r in stored if "key" in r}
     report = BenchReport(cells=cells, records=[], repaired_bytes=store.repaired_bytes)
     from jftzoo.train.prefix import PrefixStore
 
@@ -221,7 +223,7 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     from jftzoo.bench.estimate import Estimator
     from jftzoo.fusion.registry import get_fusion_spec
 
-    estimator = Estimator(store.records())
+    estimator = Estimator(stored)
     work = []  # (plan, cell, weights, identity, config hash, pending tasks with their estimates)
     rows: dict[str, dict[str, Any]] = {}
     finished = 0
@@ -242,7 +244,7 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
                 emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
                 continue
             chash = config_hash(cell, protocol, identity)
-            baseline = cell.fusion in ("majority", "svm")
+            baseline = cell.fusion in CLASSICAL
             tc = None if baseline else _train_config(cell, config, seed)
             epochs = 1 if tc is None else tc.max_epochs
             k = 1 if tc is None else max(tc.top_k) if isinstance(tc.top_k, tuple) else tc.top_k
@@ -269,12 +271,14 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     emit({"event": "plan", "cells": len(cells), "tasks": total, "done": finished,
           "pending": sum(r["pending"] for r in rows.values()), "estimate_s": left_s,
           "rows": [{**r, "sources": sorted(r["sources"])} for r in rows.values()]})
-    for (data, seed, ds, split, manifest, digest, ds_cells), cell, weights, identity, chash, pending in work:
-        by_id = ds.by_id()
-        tokens_needed = _tokens_needed(ds_cells)
-        labels = list(ds.labels)
+    prepared: dict[int, tuple[dict[str, Any], dict[tuple[str, str], bool], list[str]]] = {}
+    for plan, cell, weights, identity, chash, pending in work:
         if not pending:
             continue
+        data, seed, ds, split, manifest, digest, ds_cells = plan
+        if id(plan) not in prepared:  # once per (dataset, seed), not once per cell
+            prepared[id(plan)] = (ds.by_id(), _tokens_needed(ds_cells), list(ds.labels))
+        by_id, tokens_needed, labels = prepared[id(plan)]
         if cell.mode == "frozen":  # one pass of each encoder over the whole dataset, shared by all cells
             for name in (cell.text, cell.vision):
                 if name is not None:
@@ -407,7 +411,7 @@ def _run_one(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
     train = [by_id[i] for i in train_ids]
     val = [by_id[i] for i in val_ids]
     test = [by_id[i] for i in test_ids]
-    baseline = cell.fusion in ("majority", "svm")
+    baseline = cell.fusion in CLASSICAL
     tc = TrainConfig(seed=seed) if baseline else _train_config(cell, config, seed)  # baselines: the same carve
     if not val:
         train, val = carve_validation(train, tc.val_fraction, seed)

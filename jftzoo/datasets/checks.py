@@ -35,12 +35,15 @@ def resolve_inside(
     return path, None
 
 
-def check_records(records: Iterable[Record], labels: tuple[str, ...], verify_images: bool = True) -> list[Problem]:
+def check_records(records: Iterable[Record], labels: tuple[str, ...], verify_images: bool = True,
+                  taken: Iterable[str] = ()) -> list[Problem]:
+    """Problems of read records; `taken`: ids of rows the reader already rejected, which a record may not reuse."""
     records = list(records)
     problems: list[Problem] = []
-    counts = Counter(r.id for r in records)
+    ids = Counter(r.id for r in records)
+    counts = ids + Counter(taken)
     for dup, n in counts.items():
-        if n > 1:
+        if n > 1 and dup in ids:
             problems.append(Problem(dup, "-", f"duplicate id: {n} records share it"))
     for r in records:
         if not r.has_text and not r.has_image:
@@ -89,18 +92,13 @@ def finalize(
 
         raise UsageError(f"on_bad must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
     dataset = clean_texts(dataset)
-    problems = problems + check_records(dataset.records, dataset.labels, verify_images)
+    rejected = [p.record_id for p in problems if p.record_id is not None]
+    problems = problems + check_records(dataset.records, dataset.labels, verify_images, rejected)
     if not problems:
         return dataset
     if on_bad == "error":
         raise BadDataError(dataset.name, problems)
     bad = {p.record_id for p in problems}  # every copy of a duplicate id goes too
-    reported = {(p.record_id, p.file) for p in problems}
-    for r in dataset.records:  # a good row whose id a bad row also uses leaves with a reason of its own
-        if r.id in bad and (r.id, r.origin or "-") not in reported and (r.id, str(r.image)) not in reported \
-                and (r.id, "-") not in reported:
-            problems.append(Problem(r.id, r.origin or "-", "duplicate id: a bad record above uses it too; ids must "
-                                    "be unique"))
     dataset.records = [r for r in dataset.records if r.id not in bad]
     dataset.skipped = problems
     return dataset

@@ -102,8 +102,8 @@ class FusionModel(nn.Module):
         that modality among `records`, or modality dropout (which needs both modalities); frozen otherwise,
         so complete data trains exactly as before they existed."""
         dropout = modality_dropout > 0 and self.uses("text") and self.uses("vision")
-        for modality, has in (("text", "has_text"), ("vision", "has_image")):
-            taught = dropout or any(not getattr(r, has) for r in records)
+        for modality in ("text", "vision"):
+            taught = dropout or any(r.item(modality) is None for r in records)
             for name, p in self.head.named_parameters():
                 if name.startswith(f"missing_{modality}"):
                     p.requires_grad_(taught)

@@ -74,8 +74,8 @@ def drop_modalities(text: EncoderOutput | None, image: EncoderOutput | None, p: 
 
 def _absent(out: EncoderOutput, drop: torch.Tensor) -> EncoderOutput:
     """`out` with the rows of `drop` (B,) marked absent besides those already absent."""
-    present = torch.ones_like(drop) if out.present is None else out.present.cpu()
-    return EncoderOutput(out.pooled, out.tokens, out.mask, (present & ~drop).to(out.pooled.device))
+    keep = ~drop.to(out.pooled.device)  # (B,)
+    return EncoderOutput(out.pooled, out.tokens, out.mask, keep if out.present is None else out.present & keep)
 
 
 def check_monitor(name: str) -> None:
