@@ -12,6 +12,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 
 import pluggy
@@ -176,3 +177,37 @@ def _own_version() -> str:
     from jftzoo.version import __version__
 
     return __version__
+
+
+def _code_root(info: PluginInfo) -> Path | None:
+    """Where a plugin's code lives: its top-level package directory, or its module file."""
+    module = info.module if isinstance(info.module, ModuleType) else sys.modules.get(type(info.module).__module__)
+    if module is None:
+        return None
+    top = sys.modules.get(module.__name__.partition(".")[0], module)
+    file = getattr(top, "__file__", None) or getattr(module, "__file__", None)
+    if not file:
+        return None
+    path = Path(file).resolve()
+    return path.parent if path.name == "__init__.py" else path
+
+
+def blame(exc: BaseException) -> PluginInfo | None:
+    """The third-party plugin whose code raised `exc` (its innermost frame in plugin code), or None.
+
+    Lets a run-time plugin bug fail the work that used the plugin, named, instead of the whole run."""
+    roots = [(info, root) for info in plugin_infos.values() if not info.builtin
+             for root in [_code_root(info)] if root is not None]
+    if not roots:
+        return None
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        where = Path(frame.filename).resolve()
+        for info, root in roots:
+            if where == root or root in where.parents:
+                return info
+    return None
+
+
+def describe(info: PluginInfo) -> str:
+    """`plugin 'x' (distribution y)`: how errors name a plugin."""
+    return f"plugin {info.name!r}" + (f" (distribution {info.distribution})" if info.distribution else "")

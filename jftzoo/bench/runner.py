@@ -74,8 +74,12 @@ class EncoderBuildError(JftzooError):
     """An encoder's factory raised while building it (a plugin bug); its cells fail, the rest run."""
 
 
+class PluginRuntimeError(JftzooError):
+    """A plugin's code (an encoder after it was built, a head) raised mid-task; its cell fails, the rest run."""
+
+
 def _build_failure(name: str, exc: Exception) -> str:
-    from jftzoo.plugins import plugin_infos
+    from jftzoo.plugins import describe, plugin_infos
     from jftzoo.registry import get_spec
 
     try:
@@ -83,8 +87,24 @@ def _build_failure(name: str, exc: Exception) -> str:
     except Exception:  # the spec itself is gone: say what we know
         provider = "?"
     info = plugin_infos.get(provider)
-    who = f"plugin {provider!r}" + (f" (distribution {info.distribution})" if info and info.distribution else "")
+    who = describe(info) if info is not None else f"plugin {provider!r}"
     return f"encoder {name!r} from {who} failed to build: {type(exc).__name__}: {exc}"
+
+
+def plugin_fault(cell: Cell, exc: Exception) -> PluginRuntimeError | None:
+    """`exc` as the cell's failure when a third-party plugin's code raised it; None for jftzoo's own bugs,
+    which still stop the run (they would fail every cell alike)."""
+    import traceback
+
+    from jftzoo.plugins import blame, describe
+
+    info = blame(exc)
+    if info is None:
+        return None
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return PluginRuntimeError(f"{describe(info)} raised while running {cell.label()}: {type(exc).__name__}: "
+                              f"{exc} (at {pathlib.Path(frame.filename).name}:{frame.lineno}); report it to the "
+                              "plugin's authors")
 
 
 class Encoders:
@@ -280,13 +300,22 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
             prepared[id(plan)] = (ds.by_id(), _tokens_needed(ds_cells), list(ds.labels))
         by_id, tokens_needed, labels = prepared[id(plan)]
         if cell.mode == "frozen":  # one pass of each encoder over the whole dataset, shared by all cells
-            for name in (cell.text, cell.vision):
-                if name is not None:
-                    enc = encoders.get(name)
-                    items = [r.item(enc.modality) for r in ds.records]
-                    features.features(enc, items, tokens=tokens_needed.get((data, name), False),
-                                      progress=lambda i, n, _name=name: emit(
-                                          {"event": "encode", "encoder": _name, "done": i, "total": n}))
+            try:
+                for name in (cell.text, cell.vision):
+                    if name is not None:
+                        enc = encoders.get(name)
+                        items = [r.item(enc.modality) for r in ds.records]
+                        features.features(enc, items, tokens=tokens_needed.get((data, name), False),
+                                          progress=lambda i, n, _name=name: emit(
+                                              {"event": "encode", "encoder": _name, "done": i, "total": n}))
+            except Exception as exc:
+                fault = plugin_fault(cell, exc)
+                if fault is None:
+                    raise
+                report.failed[cell] = str(fault)
+                finished += len(pending)
+                emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
+                continue
         for fold, train_ids, val_ids, test_ids, key, guess in pending:
             emit({"event": "task", "cell": cell.label(), "fold": fold, "seed": seed, "done": finished,
                   "tasks": total, "estimate_s": guess, "left_s": left_s})
@@ -298,8 +327,12 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
             except UNAVAILABLE as exc:
                 report.unavailable[cell] = str(exc).splitlines()[0]
                 break
-            except JftzooError as exc:
-                report.failed[cell] = f"{fold}, seed {seed}: {exc}"
+            except Exception as exc:  # a jftzoo error, or a plugin's bug: this task fails, the grid goes on
+                failure = exc if isinstance(exc, JftzooError) else plugin_fault(cell, exc)
+                if failure is None:
+                    raise
+                report.failed[cell] = f"{fold}, seed {seed}: {failure}"
+                finished += 1
                 emit({"event": "failed", "cell": cell.label(), "reason": report.failed[cell]})
                 continue
             predictions = write_predictions(store.dir, key, test_preds, val_preds)  # before the record names it

@@ -51,10 +51,13 @@ class JftzooGroup(click.Group):
         except Exception as exc:
             if os.environ.get("JFTZOO_DEBUG"):
                 raise
+            from jftzoo.plugins import blame, describe
+
+            culprit = blame(exc)
+            whose = f"a bug in {describe(culprit)}, not in jftzoo" if culprit else "a bug in jftzoo or a plugin"
             _stderr().print(
                 f"[red]Internal error:[/red] {type(exc).__name__}: {exc}\n"
-                "This is a bug in jftzoo or a plugin; re-run with JFTZOO_DEBUG=1 for the traceback "
-                "and report it.",
+                f"This is {whose}; re-run with JFTZOO_DEBUG=1 for the traceback and report it.",
                 markup=True,
                 highlight=False,
             )
