@@ -33,6 +33,10 @@ WORKER = textwrap.dedent("""
         print("written", flush=True)
     else:
         seen, wanted = 0, [entry(i) for i in range(n)]
+        first = root / "embeddings" / "enc" / "fp" / "00" / "0000.safetensors"
+        started = time.monotonic()
+        while not first.exists() and time.monotonic() - started < 120:  # begin once the writers have
+            time.sleep(0.01)
         try:
             for sweep in range(10):
                 for i in range(n):
@@ -53,6 +57,7 @@ def test_two_writers_and_a_reader_on_one_cache(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     n = 80
+    (tmp_path / "cache").mkdir()
     procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), role, str(n)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for role in ("forward", "backward", "reader")]
