@@ -208,7 +208,9 @@ def run_tuning(tuning: Tuning, trials: int | None, timeout: float | None, progre
     from jftzoo.train.trainer import carve_validation
 
     emit = progress or (lambda event: None)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI shows progress; the library never prints
+    # The CLI shows progress and errors; the library never prints. ERROR, not WARNING: Optuna logs an interrupted
+    # or failed trial as a warning with its traceback, and the caller reports that failure itself.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     c = tuning.config
     study = optuna.create_study(study_name=tuning.study_name(), storage=tuning.storage(), load_if_exists=True,
                                 direction=tuning.direction, sampler=optuna.samplers.TPESampler(seed=c.seeds[0]),

@@ -19,7 +19,7 @@ from jftzoo.errors import UsageError
 
 
 class _TrainProgress:
-    """rich bars for epochs and steps on stderr; silent when not on a TTY or under --json."""
+    """rich bars for epochs and steps on stderr on a TTY; one plain line per epoch when not; silent under --json."""
 
     def __init__(self, enabled: bool, max_epochs: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -30,6 +30,7 @@ class _TrainProgress:
         self.epochs = self.progress.add_task("epochs", total=max_epochs)
         self.steps = self.progress.add_task("steps", total=None)
         self.enabled = enabled
+        self.max_epochs = max_epochs
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event["event"] == "step":
@@ -37,6 +38,10 @@ class _TrainProgress:
                                  description=f"epoch {event['epoch']} loss {event['loss']:.3f}")
         elif event["event"] == "epoch":
             self.progress.update(self.epochs, completed=event["epoch"])
+            if self.enabled and not sys.stderr.isatty():  # a log file or a scheduler: one plain line per epoch
+                scores = "".join(f", {k} {v:.4f}" for k, v in event.items() if k.startswith("val_") and k != "val_loss")
+                _stderr().print(f"epoch {event['epoch']}/{self.max_epochs}: train loss {event['train_loss']:.4f}, "
+                                f"val loss {event['val_loss']:.4f}{scores}", highlight=False)
         elif event["event"] == "note" and self.enabled:  # e.g. top-k taking the uncached path, and why
             _stderr().print(f"note: {event['message']}", highlight=False)
 
