@@ -154,17 +154,20 @@ class FusionClassifier:
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         from safetensors.torch import save
 
-        from jftzoo.atomic import atomic_write
+        from jftzoo.atomic import atomic_directory, atomic_write
 
         self._check_fitted()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        # config.json is the commit point, written last: until it is, the folder holds no model that loads (an
+        # interrupted save over an older model never pairs the new weights with the old config).
+        (out / "config.json").unlink(missing_ok=True)
         model = self.model_
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        atomic_write(out / "model.safetensors", save(state))  # whole or not at all (a full disk: a clear error)
         tokenizer = getattr(model.text, "_tokenizer", None)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(out / "tokenizer"))
+            atomic_directory(out / "tokenizer", lambda tmp: tokenizer.save_pretrained(str(tmp)))
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        atomic_write(out / "model.safetensors", save(state))  # whole or not at all (a full disk: a clear error)
         from jftzoo.registry import get_spec
 
         config = {
