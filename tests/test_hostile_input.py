@@ -133,3 +133,74 @@ def test_fuzzed_csv_bytes_never_give_a_traceback(tmp_path, body) -> None:
     except JftzooError:
         return
     assert all(r.image is None or r.image.resolve().is_relative_to(root.resolve()) for r in ds.records)
+
+
+# -- the published layouts: MVSA (a TSV index and data/<id>.txt|jpg) and Hateful Memes (split files) ---------------
+ids = st.one_of(st.text(max_size=8), st.sampled_from(["1", "2", "../labelResultAll", "data/1", "1\x00", " 1 ", ""]))
+mvsa_cells = st.one_of(st.sampled_from(["positive,negative", "neutral,neutral", "positive,positive", "pos", "",
+                                        "positive,neutral,negative", "Positive,positive"]), st.text(max_size=12))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(ids, st.lists(mvsa_cells, max_size=3)), max_size=6), junk=st.binary(max_size=40),
+       texts=st.lists(st.binary(max_size=30), min_size=2, max_size=2))
+def test_fuzzed_mvsa_layouts_never_give_a_traceback(tmp_path, rows, junk, texts) -> None:
+    root = tmp_path / "mvsa"
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    for rid, body in zip(("1", "2"), texts, strict=True):  # two posts on disk; the index may name others
+        (root / "data" / f"{rid}.txt").write_bytes(body)
+        Image.new("RGB", (4, 4)).save(root / "data" / f"{rid}.jpg")
+    lines = [f"{rid}\t" + "\t".join(cells) for rid, cells in rows]
+    body = ("ID\ttext,image\n" + "\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
+    (root / "labelResultAll.txt").write_bytes(body + junk)
+    try:
+        ds = load_dataset(f"mvsa-single:{root}", on_bad="skip")
+    except JftzooError:
+        return
+    indexed = [line for line in (root / "labelResultAll.txt").read_text("utf-8", "replace").splitlines()[1:]
+               if line.strip()]
+    assert _accounted(ds) + sum(ds.dropped.values()) >= len(indexed)  # read, reported or dropped by the policy
+    assert all(r.image is not None and r.image.resolve().parent == (root / "data").resolve() for r in ds.records)
+
+
+memes = st.fixed_dictionaries({}, optional={"id": st.one_of(st.integers(-2, 3), cells), "img": cells,
+                                            "label": st.one_of(st.sampled_from([0, 1, 2, "1", None]), cells),
+                                            "text": st.one_of(cells, st.integers())})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.dictionaries(st.sampled_from(["train", "dev_seen", "test_unseen"]), st.lists(memes, max_size=4),
+                             min_size=1),
+       junk=st.binary(max_size=30))
+def test_fuzzed_hateful_memes_layouts_never_give_a_traceback(tmp_path, files, junk) -> None:
+    root = tmp_path / "hm"
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4)).save(root / "img" / "ok.png")
+    for old in root.glob("*.jsonl"):
+        old.unlink()
+    for split, rows in files.items():
+        lines = [json.dumps(r).encode() for r in rows] + ([junk.replace(b"\n", b" ")] if junk else [])
+        (root / f"{split}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    try:
+        ds = load_dataset(f"hateful-memes:{root}", on_bad="skip")
+    except JftzooError:
+        return
+    left_out = {n.split()[0] for n in ds.notes if "no labels" in n}
+    lines = sum(1 for split in files if f"{split}.jsonl" not in left_out
+                for line in (root / f"{split}.jsonl").read_bytes().split(b"\n")
+                if line.decode("utf-8", "replace").strip())
+    listed = sum(len(v) for v in ds.splits.values())  # a meme in two split files is one record, listed twice
+    assert _accounted(ds) + (listed - len(ds.records)) >= lines  # every line: a listing or a report
+    assert all(r.image is None or r.image.resolve().is_relative_to(root.resolve()) for r in ds.records)
+
+
+def test_an_mvsa_id_that_is_a_path_is_a_bad_record(tmp_path) -> None:
+    root = tmp_path / "mvsa"
+    (root / "data").mkdir(parents=True)
+    (root / "labelResultAll.txt").write_text("ID\ttext,image\n../labelResultAll\tpositive,positive\n"
+                                             "1\tpositive,positive\n")
+    (root / "data" / "1.txt").write_text("fine")
+    Image.new("RGB", (4, 4)).save(root / "data" / "1.jpg")
+    ds = load_dataset(f"mvsa-single:{root}", on_bad="skip")
+    assert [r.id for r in ds.records] == ["1"]
+    assert [p.reason for p in ds.skipped] == ["id '../labelResultAll' is not a plain file name under data/"]

@@ -24,7 +24,7 @@ LABEL_NAMES = {"0": "not-hateful", "1": "hateful"}
 
 
 def _has_labels(path: Path) -> bool:
-    with open(path, encoding="utf-8-sig") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:  # the reader reports undecodable lines
         for line in fh:
             if line.strip():
                 try:

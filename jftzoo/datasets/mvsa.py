@@ -91,6 +91,9 @@ def read(
         fields = line.split("\t")
         rid = fields[0].strip()
         where = f"{index.name}:{lineno}"
+        if not rid or rid in (".", "..") or any(c in rid for c in "/\\\x00"):
+            problems.append(Problem(rid or None, where, f"id {rid!r} is not a plain file name under data/"))
+            continue
         pairs = []
         for cell in fields[1:]:
             parts = [p.strip() for p in cell.split(",")]
