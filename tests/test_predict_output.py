@@ -51,3 +51,32 @@ def test_output_files_match_the_printed_predictions(model_dir, tmp_path, monkeyp
     assert set(table[0]) == {"id", "label", "p_negative", "p_neutral", "p_positive"}
     res = CliRunner().invoke(cli, ["predict", str(model_dir), "--data", data, "--output", str(tmp_path / "p.txt")])
     assert res.exit_code == 2 and ".csv or .jsonl" in res.output
+
+
+def test_a_run_stopped_mid_file_never_leaves_the_final_name(model_dir, tmp_path, monkeypatch) -> None:
+    """Only a finished file takes the name asked for: a failure (or a full disk) after the first chunk leaves
+    nothing under it and removes the partial rows; Ctrl-C keeps them, clearly named FILE.partial."""
+    import jftzoo.train.classifier as classifier
+
+    records, _ = subset()
+    data = write_posts(tmp_path, records)
+    real = classifier.FusionClassifier.predict_proba
+    calls = {"n": 0}
+
+    def fails_on_the_second_chunk(self, items, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise stop
+        return real(self, items, *args, **kwargs)
+
+    monkeypatch.setattr(classifier.FusionClassifier, "predict_proba", fails_on_the_second_chunk)
+    out = tmp_path / "p.csv"
+    for stop in (OSError(28, "No space left on device"), KeyboardInterrupt()):
+        calls["n"] = 0
+        res = CliRunner().invoke(cli, ["predict", str(model_dir), "--data", data, "--output", str(out),
+                                       "--chunk", "5"])
+        assert res.exit_code != 0 and not out.exists()
+        if isinstance(stop, OSError):
+            assert "no space left" in res.output and not (tmp_path / "p.csv.partial").exists()
+    rows = (tmp_path / "p.csv.partial").read_text().splitlines()
+    assert len(rows) == 1 + 5  # the header and the first chunk's whole rows
