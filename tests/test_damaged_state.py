@@ -47,3 +47,20 @@ def test_cache_verify_finds_and_deletes_corrupt_entries(tmp_path, monkeypatch) -
     fixed = CliRunner().invoke(cli, ["cache", "verify"])
     assert fixed.exit_code == 1 and "2 corrupt" in fixed.output and not entries[0].exists()
     assert CliRunner().invoke(cli, ["cache", "verify"]).exit_code == 0  # clean again
+
+
+def test_an_edited_split_manifest_is_reported_and_written_again(tmp_path, monkeypatch) -> None:
+    from jftzoo.datasets.splits import read_split
+
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "b"
+    args = ["bench", "--fusion", "majority", "--limit", "30", "--folds", "2", "--out", str(out)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    (manifest,) = (out / "splits").glob("*.json")
+    doc = json.loads(manifest.read_text())
+    doc["parts"][next(iter(doc["parts"]))].pop()  # a record quietly taken out of a fold
+    manifest.write_text(json.dumps(doc))
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0 and f"split manifest {manifest} was edited after it was written" in res.output
+    assert "written again" in res.output
+    assert read_split(manifest).digest() == json.loads(manifest.read_text())["digest"]  # true to its records again

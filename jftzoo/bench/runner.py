@@ -225,7 +225,10 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
         for seed in config.seeds:
             ds = full if fixed is not None else subsample(full, config.limit, seed)
             split = fixed if fixed is not None else make_split(ds, config, seed)
-            manifest, digest = write_manifest(out_dir, split)
+            repaired: list[str] = []
+            manifest, digest = write_manifest(out_dir, split, repaired)
+            for message in repaired:
+                emit({"event": "note", "message": message})
             plans.append((data, seed, ds, split, manifest, digest, ds_cells))
     if report.bad_records:  # the same report as `jftzoo data check`, kept beside the results
         from jftzoo.atomic import atomic_write

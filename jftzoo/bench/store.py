@@ -80,14 +80,25 @@ class ResultStore:
                 os.close(fd)
 
 
-def write_manifest(out_dir: str | Path, split: Any) -> tuple[str, str]:
+def write_manifest(out_dir: str | Path, split: Any, notes: list[str] | None = None) -> tuple[str, str]:
     """The split manifest in the results folder, content-addressed (never overwritten by another
-    split); returns (path relative to the results folder, digest)."""
-    from jftzoo.datasets.splits import write_split
+    split); returns (path relative to the results folder, digest). A manifest there that no longer holds
+    this split (edited, truncated) is written again, and `notes` says so: the records name it."""
+    from jftzoo.datasets.splits import read_split, write_split
+    from jftzoo.errors import JftzooError
 
     digest = split.digest()
     relative = f"splits/{digest[:16]}.json"
     path = Path(out_dir) / relative
-    if not path.exists():
-        write_split(split, path)
+    if path.exists():
+        try:
+            if read_split(path).digest() == digest:
+                return relative, digest
+            problem = "holds another split"
+        except JftzooError as exc:
+            problem = str(exc).split(": ", 1)[-1] if "edited" not in str(exc) else "was edited after it was written"
+        if notes is not None:
+            notes.append(f"split manifest {path} {problem}; written again from the split this run uses "
+                         f"(digest {digest[:16]}...), which its records name")
+    write_split(split, path)
     return relative, digest

@@ -553,8 +553,8 @@ def cache_info_cmd(as_json: bool) -> None:
 @click.option("--keep", is_flag=True, help="Only report: leave corrupt entries in place (runs refuse them anyway).")
 @click.option("--json", "as_json", is_flag=True)
 def cache_verify_cmd(keep: bool, as_json: bool) -> None:
-    """Check every cached entry's checksum; delete the corrupt ones (recomputed when next needed).
-    Exits 1 when it found any.
+    """Check every cached entry's checksum; delete the corrupt ones (recomputed when next needed) and the
+    temporary files of interrupted writes. Exits 1 when it found a corrupt entry.
 
     Example: jftzoo cache verify
     """
@@ -574,6 +574,8 @@ def cache_verify_cmd(keep: bool, as_json: bool) -> None:
             for path in corrupt:
                 out.print(f"  corrupt: {path}" + ("" if keep else " (deleted; recomputed when next needed)"),
                           highlight=False)
+            for path in tmp:  # never read as an entry, so not an error: only disk space to give back
+                out.print(f"  temporary: {path}" + ("" if keep else " (deleted)"), highlight=False)
     if any(bad.values()):
         raise SystemExit(1)
 
