@@ -34,3 +34,23 @@ def test_a_signal_stops_bench_cleanly_and_it_resumes(tmp_path, sig) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 12  # (majority, text-only, image-only, concat) x 3 folds
+
+
+def test_a_signal_while_the_tables_are_written_is_a_clean_stop_too(tmp_path, monkeypatch) -> None:
+    """Ctrl-C after the last record, while the summary and heatmap are drawn: exit 130 with the resume
+    message (the same command writes them again), not click's bare "Aborted!"."""
+    from click.testing import CliRunner
+
+    import jftzoo.bench.plot as plot
+    from jftzoo.cli import cli
+
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plot, "heatmap", interrupted)
+    res = CliRunner().invoke(cli, ["bench", "--fusion", "majority", "--limit", "30", "--folds", "2",
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 130 and "2 finished record(s) are kept whole" in res.output
+    assert "Run the same command again" in res.output

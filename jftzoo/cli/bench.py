@@ -459,14 +459,17 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     with interruptible(kept), _BenchProgress(not as_json, log_json, heartbeat) as progress:
         report = run_bench(config, out, progress=progress, cache=None if no_cache else DiskCache(), cells=cells,
                            wait=wait)
-    records = report.records + (_ensembles(report.records, out) if ensemble else [])
-    rows = summarize(records, report.cells, report.unavailable, report.failed)
-    (out / "summary.md").write_text(to_markdown(rows), encoding="utf-8")
-    png = heatmap(rows, out / "heatmap.png")
-    table = None
-    if protocol == "paper":
-        table = paper_table(rows, config.text[0], config.vision[0], list(config.data))
-        (out / "table1.md").write_text(paper_markdown(table), encoding="utf-8")
+    from jftzoo.atomic import atomic_write
+
+    with interruptible(kept):  # the tables and figure come from the records: the same command writes them again
+        records = report.records + (_ensembles(report.records, out) if ensemble else [])
+        rows = summarize(records, report.cells, report.unavailable, report.failed)
+        atomic_write(out / "summary.md", to_markdown(rows).encode("utf-8"))
+        png = heatmap(rows, out / "heatmap.png")
+        table = None
+        if protocol == "paper":
+            table = paper_table(rows, config.text[0], config.vision[0], list(config.data))
+            atomic_write(out / "table1.md", paper_markdown(table).encode("utf-8"))
     if as_json:
         click.echo(to_json(rows))
     else:
