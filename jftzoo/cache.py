@@ -163,6 +163,17 @@ class DiskCache:
                 path.unlink(missing_ok=True)
         return checked, corrupt, leftovers
 
+    def prune(self, older_than_s: float) -> int:
+        """Delete entries last written more than `older_than_s` seconds ago; returns how many."""
+        import time
+
+        cutoff, removed = time.time() - older_than_s, 0
+        for path in self.root.glob("*/*/*/*.safetensors") if self.root.is_dir() else []:
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def clear(self, encoder: str | None = None) -> tuple[int, int]:
         """Delete every entry (or one encoder's); returns (entries, bytes) removed."""
         removed = [i for i in self.info() if encoder is None or i.encoder == encoder]

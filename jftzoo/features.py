@@ -208,3 +208,5 @@ class FeatureStore:
                         progress(min(start + self.batch_size, len(keys)), len(keys))
         finally:
             encoder.train(was_training)
+            if self.cache is not None and hasattr(self.cache, "flush"):  # a cache that batches its writes
+                self.cache.flush()

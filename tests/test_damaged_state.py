@@ -27,6 +27,7 @@ def test_a_torn_results_line_is_reported_and_its_task_runs_again(tmp_path, monke
 
 def test_cache_verify_finds_and_deletes_corrupt_entries(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("JFTZOO_CACHE_LAYOUT", "files")  # one file per entry (shards: tests/test_cache_shards.py)
     res = CliRunner().invoke(cli, ["bench", "--fusion", "concat", "--limit", "30", "--folds", "2", "--epochs", "1",
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output

@@ -59,8 +59,10 @@ def test_bench_records_on_a_full_disk(small_disk: Path, tmp_path: Path, monkeypa
     assert _metrics(out) == _metrics(tmp_path / "ref")  # nothing lost, duplicated or changed
 
 
-def test_the_embedding_cache_on_a_full_disk(small_disk: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("layout", ["files", "shards"])
+def test_the_embedding_cache_on_a_full_disk(small_disk: Path, tmp_path: Path, monkeypatch, layout: str) -> None:
     monkeypatch.setenv("JFTZOO_CACHE_DIR", str(small_disk / "cache"))
+    monkeypatch.setenv("JFTZOO_CACHE_LAYOUT", layout)
     full = CliRunner().invoke(cli, [*BENCH, "--out", str(tmp_path / "b")])
     assert full.exit_code == 1 and "Traceback" not in full.output
     assert "no space left" in full.output and str(small_disk / "cache") in full.output
@@ -69,7 +71,8 @@ def test_the_embedding_cache_on_a_full_disk(small_disk: Path, tmp_path: Path, mo
     again = CliRunner().invoke(cli, [*BENCH, "--out", str(tmp_path / "b")])
     assert again.exit_code == 0, again.output
     verify = CliRunner().invoke(cli, ["cache", "verify", "--json"])
-    assert verify.exit_code == 0 and json.loads(verify.output)["kinds"]["embeddings"]["checked"] == 60
+    kind = "embeddings" if layout == "files" else "embeddings (shards)"
+    assert verify.exit_code == 0 and json.loads(verify.output)["kinds"][kind]["checked"] == 60
 
 
 def test_saving_a_model_on_a_full_disk(small_disk: Path, tmp_path: Path, monkeypatch) -> None:

@@ -439,7 +439,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json, to_markdown
     from jftzoo.bench.runner import run_bench
-    from jftzoo.cache import DiskCache
+    from jftzoo.cache_layouts import embedding_cache
 
     cells = expand(config)  # names checked (exit 2) before any model loads
     if protocol == "paper":  # only the paper's method/mode pairs
@@ -457,8 +457,8 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
                 "dropped. Run the same command again to resume: finished tasks are skipped.")
 
     with interruptible(kept), _BenchProgress(not as_json, log_json, heartbeat) as progress:
-        report = run_bench(config, out, progress=progress, cache=None if no_cache else DiskCache(), cells=cells,
-                           wait=wait)
+        report = run_bench(config, out, progress=progress, cache=None if no_cache else embedding_cache(),
+                           cells=cells, wait=wait)
     from jftzoo.atomic import atomic_write
 
     with interruptible(kept):  # the tables and figure come from the records: the same command writes them again
@@ -535,8 +535,10 @@ def cache_info_cmd(as_json: bool) -> None:
     from rich.table import Table
 
     from jftzoo.cache import KINDS, DiskCache, cache_dir
+    from jftzoo.cache_shards import ShardedCache
 
     items = [(kind, i) for kind in KINDS for i in DiskCache(kind=kind).info()]
+    items += [("embeddings (shards)", i) for i in ShardedCache().info()]
     if as_json:
         click.echo(json.dumps({"path": str(DiskCache().root), "root": str(cache_dir()), "namespaces": [
             {"kind": kind, "encoder": i.encoder, "fingerprint": i.fingerprint, "entries": i.entries, "bytes": i.bytes}
@@ -562,8 +564,12 @@ def cache_verify_cmd(keep: bool, as_json: bool) -> None:
     Example: jftzoo cache verify
     """
     from jftzoo.cache import KINDS, DiskCache, cache_dir
+    from jftzoo.cache_shards import ShardedCache
 
-    report = {kind: DiskCache(kind=kind).verify(remove=not keep) for kind in KINDS}
+    report: dict[str, tuple[int, list[Any], list[Any]]] = {
+        kind: DiskCache(kind=kind).verify(remove=not keep) for kind in KINDS}
+    checked, damaged = ShardedCache().verify(remove=not keep)
+    report["embeddings (shards)"] = (checked, damaged, [])
     bad = {kind: [str(p) for p in corrupt] for kind, (_, corrupt, _) in report.items()}
     if as_json:
         click.echo(json.dumps({"root": str(cache_dir()), "kinds": {
@@ -595,11 +601,38 @@ def cache_clear_cmd(encoder: str | None, kind: str) -> None:
     from jftzoo.cache import KINDS, DiskCache
 
     entries = size = 0
+    from jftzoo.cache_shards import ShardedCache
+
     for each in KINDS if kind == "all" else (kind,):
         n, b = DiskCache(kind=each).clear(encoder)
         entries, size = entries + n, size + b
+    if kind in ("all", "embeddings"):
+        n, b = ShardedCache().clear(encoder)
+        entries, size = entries + n, size + b
     _, err = _consoles()
     err.print(f"removed {entries} entries ({size / 2**20:.1f} MiB)", highlight=False)
+
+
+@cache_group.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete embeddings written longer ago than AGE: a number of days, or Nd / Nh / Nm.")
+def cache_prune_cmd(older_than: str) -> None:
+    """Delete cached embeddings older than AGE (both layouts; they are recomputed when next needed).
+
+    Example: jftzoo cache prune --older-than 30d
+    """
+    import re
+
+    from jftzoo.cache import DiskCache
+    from jftzoo.cache_shards import ShardedCache
+
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm]?)\s*", older_than)
+    if found is None:
+        raise UsageError(f"--older-than {older_than!r}: give a number of days, or Nd, Nh or Nm (e.g. 30d, 12h)")
+    seconds = float(found.group(1)) * {"d": 86400, "": 86400, "h": 3600, "m": 60}[found.group(2)]
+    removed = ShardedCache().prune(seconds) + DiskCache().prune(seconds)
+    _, err = _consoles()
+    err.print(f"removed {removed} entries written more than {older_than} ago", highlight=False)
 
 
 @click.group("results", context_settings={"help_option_names": ["-h", "--help"]})

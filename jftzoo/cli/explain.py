@@ -187,10 +187,10 @@ def explain_cmd(model_dir: str, data: str | None, split_file: str | None, part: 
         records = records[:limit]
     features = None
     if clf.mode == "frozen":  # the frozen encoders' outputs from the embedding cache that train and bench fill
-        from jftzoo.cache import DiskCache
+        from jftzoo.cache_layouts import embedding_cache
         from jftzoo.features import FeatureStore
 
-        features = FeatureStore(cache=DiskCache(), backend=clf.train_config.frozen_backend)
+        features = FeatureStore(cache=embedding_cache(), backend=clf.train_config.frozen_backend)
     progress = _Progress(quiet=as_json)
     try:
         result = explain_dataset(clf, records, baseline=baseline, reference=reference, progress=progress,

@@ -150,10 +150,10 @@ def train_cmd(image_root: str | None,
     main_process = accelerator is None or accelerator.is_main_process
     features = None
     if mode == "frozen":  # frozen embeddings come from (and go to) the same disk cache as the bench's
-        from jftzoo.cache import DiskCache
+        from jftzoo.cache_layouts import embedding_cache
         from jftzoo.features import FeatureStore
 
-        features = FeatureStore(cache=DiskCache(), batch_size=max(batch_size, 32),
+        features = FeatureStore(cache=embedding_cache(), batch_size=max(batch_size, 32),
                                 backend=given.get("frozen_backend", "pytorch"))
     # Labels come from the dataset's fixed label set, so every split uses the same class indices.
     def kept() -> str:

@@ -118,7 +118,7 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
         raise UsageError("jftzoo tune needs Optuna: pip install 'jftzoo[tune]'") from None
     from jftzoo.bench.grid import BenchConfig, validate
     from jftzoo.bench.tune import Tuning, bench_command, best_config, default_space, parse_param, run_tuning
-    from jftzoo.cache import DiskCache
+    from jftzoo.cache_layouts import embedding_cache
     from jftzoo.cli.bench import _speed_options, recipe_defaults
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
@@ -142,7 +142,7 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
 
     with interruptible(kept), _TuneProgress(not as_json, metric) as progress:
         result = run_tuning(tuning, trials if trials is not None else (None if timeout else 20), timeout, progress,
-                            cache=None if no_cache else DiskCache())
+                            cache=None if no_cache else embedding_cache())
     try:
         best = result.best_trial
     except ValueError:
