@@ -22,6 +22,7 @@ import os
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,42 +176,40 @@ class ShardedCache:
                                      entries, size, folder))
         return out
 
+    def _select(self, doomed: Callable[[bytes], bool], remove: bool) -> tuple[int, list[str]]:
+        """Scan every entry of every shard: (entries seen, 'namespace/key' of those `doomed(value)` picks, deleted
+        with `remove`)."""
+        seen, picked = 0, []
+        for ns in self.namespaces():
+            env = self._env(ns, create=False)
+            if env is None:
+                continue
+            with env.begin(buffers=True) as txn:
+                keys = []
+                for key, value in txn.cursor():
+                    seen += 1
+                    if doomed(bytes(value)):
+                        keys.append(bytes(key).decode())
+            picked += [f"{ns}/{k}" for k in keys]
+            if remove:
+                self._delete(ns, keys)
+        return seen, picked
+
     def verify(self, remove: bool = True) -> tuple[int, list[str]]:
         """Check every entry's checksum: (entries checked, 'namespace/key' of the damaged ones, deleted
         with `remove`)."""
-        checked, bad = 0, []
-        for ns in self.namespaces():
-            env = self._env(ns, create=False)
-            if env is None:
-                continue
-            damaged = []
-            with env.begin(buffers=True) as txn:
-                for key, value in txn.cursor():
-                    checked += 1
-                    if decode_entry(bytes(value)) is None:
-                        damaged.append(bytes(key).decode())
-            bad += [f"{ns}/{k}" for k in damaged]
-            if remove and damaged:
-                self._delete(ns, damaged)
-        return checked, bad
+        return self._select(lambda value: decode_entry(value) is None, remove)
 
     def prune(self, older_than_s: float) -> int:
-        """Delete entries written more than `older_than_s` seconds ago; returns how many."""
+        """Delete entries written more than `older_than_s` seconds ago (or with a damaged header); returns how
+        many."""
         cutoff = time.time() - older_than_s
-        removed = 0
-        for ns in self.namespaces():
-            env = self._env(ns, create=False)
-            if env is None:
-                continue
-            old = []
-            with env.begin(buffers=True) as txn:
-                for key, value in txn.cursor():
-                    written = written_at(bytes(value[: _HEAD.size]))
-                    if written is None or written < cutoff:  # a damaged header is no reason to keep it
-                        old.append(bytes(key).decode())
-            self._delete(ns, old)
-            removed += len(old)
-        return removed
+
+        def old(value: bytes) -> bool:
+            written = written_at(value[: _HEAD.size])
+            return written is None or written < cutoff
+
+        return len(self._select(old, remove=True)[1])
 
     def clear(self, encoder: str | None = None) -> tuple[int, int]:
         """Delete every shard (or one encoder's); returns (entries, bytes) removed."""
