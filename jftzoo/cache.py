@@ -53,6 +53,16 @@ class NamespaceInfo:
     path: Path
 
 
+def remove_namespaces(removed: list[NamespaceInfo]) -> tuple[int, int]:
+    """Delete these namespace folders (and an encoder folder left empty); returns (entries, bytes) removed."""
+    for item in removed:
+        shutil.rmtree(item.path, ignore_errors=True)
+        parent = item.path.parent
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    return sum(i.entries for i in removed), sum(i.bytes for i in removed)
+
+
 KINDS = ("embeddings", "decoded")  # frozen encoder outputs; decoded images (jftzoo.decoded), same layout
 
 
@@ -176,10 +186,4 @@ class DiskCache:
 
     def clear(self, encoder: str | None = None) -> tuple[int, int]:
         """Delete every entry (or one encoder's); returns (entries, bytes) removed."""
-        removed = [i for i in self.info() if encoder is None or i.encoder == encoder]
-        for item in removed:
-            shutil.rmtree(item.path, ignore_errors=True)
-            parent = item.path.parent
-            if parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-        return sum(i.entries for i in removed), sum(i.bytes for i in removed)
+        return remove_namespaces([i for i in self.info() if encoder is None or i.encoder == encoder])

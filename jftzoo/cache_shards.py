@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from jftzoo.cache import FORMAT, DiskCache, NamespaceInfo, cache_dir, namespace, read_checked
+from jftzoo.cache import DiskCache, NamespaceInfo, cache_dir, namespace, remove_namespaces
 from jftzoo.features import Entry
 
 MAP_SIZE = 1 << 40  # address space reserved per shard (1 TiB, sparse: disk is used only as entries are written)
@@ -213,18 +213,12 @@ class ShardedCache:
 
     def clear(self, encoder: str | None = None) -> tuple[int, int]:
         """Delete every shard (or one encoder's); returns (entries, bytes) removed."""
-        import shutil
-
         removed = [i for i in self.info() if encoder is None or i.encoder == encoder]
         for item in removed:
             env = _ENVS.pop((str(item.path), os.getpid()), None)
             if env is not None:
                 env.close()
-            shutil.rmtree(item.path, ignore_errors=True)
-            parent = item.path.parent
-            if parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-        return sum(i.entries for i in removed), sum(i.bytes for i in removed)
+        return remove_namespaces(removed)
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _env(self, ns: str, create: bool) -> Any:
@@ -253,15 +247,13 @@ class ShardedCache:
 
     def _migrate(self, ns: str, key: str, tokens: bool) -> Entry | None:
         """A miss in the shard: take the entry from the old per-file layout if it is there and whole."""
-        path = self.legacy._path(ns, key)
-        if not path.exists():
+        entry = self.legacy.get(ns, key, tokens=False)  # checksum-checked; a damaged file is counted and deleted
+        self.corrupt.update(self.legacy.corrupt)
+        self.legacy.corrupt.clear()
+        if entry is None:
             return None
-        checked = read_checked(path)
-        if checked is None or checked[0].get("format") != FORMAT or "pooled" not in checked[1]:
-            return self.legacy.get(ns, key, tokens)  # counts and deletes the damaged file
-        entry = Entry(checked[1]["pooled"], checked[1].get("tokens"))
         self.put(ns, key, entry)
-        self.flush(ns)
-        path.unlink(missing_ok=True)
+        self.flush(ns)  # committed before the file goes: never lost in between
+        self.legacy._path(ns, key).unlink(missing_ok=True)
         self.migrated += 1
         return None if tokens and entry.tokens is None else entry
