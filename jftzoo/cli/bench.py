@@ -599,10 +599,9 @@ def cache_clear_cmd(encoder: str | None, kind: str) -> None:
     Example: jftzoo cache clear --encoder minilm
     """
     from jftzoo.cache import KINDS, DiskCache
-
-    entries = size = 0
     from jftzoo.cache_shards import ShardedCache
 
+    entries = size = 0
     for each in KINDS if kind == "all" else (kind,):
         n, b = DiskCache(kind=each).clear(encoder)
         entries, size = entries + n, size + b
