@@ -23,10 +23,18 @@ def cache_layout() -> str:
     return layout
 
 
-def embedding_cache(root: Path | None = None) -> Any:
+def embedding_cache(root: Path | None = None, layout: str | None = None) -> Any:
     """The embedding cache in the configured layout (`shards` also reads, and moves in, what `files` left)."""
-    if cache_layout() == "shards":
+    if (layout or cache_layout()) == "shards":
         from jftzoo.cache_shards import ShardedCache  # lmdb is imported only when a shard opens
 
         return ShardedCache(root)
     return DiskCache(root)
+
+
+def cache_location(cache: Any) -> tuple[str, str]:
+    """(layout, root folder) of an open embedding cache, so another process (a Ray worker) opens the same one
+    with `embedding_cache(Path(root), layout)`."""
+    if isinstance(cache, DiskCache):
+        return "files", str(cache.root.parent)  # DiskCache's root is <root>/embeddings
+    return "shards", str(cache.base)

@@ -120,7 +120,7 @@ def test_a_jftzoo_bug_still_stops_the_run(register_plugin, tmp_path, monkeypatch
     import jftzoo.bench.runner as runner
 
     register_plugin(FlakyPlugin(), "flaky-plugin")  # a plugin is loaded, but not the one that raises
-    monkeypatch.setattr(runner, "_run_one", None)  # calling it raises TypeError in jftzoo's own frame
+    monkeypatch.setattr(runner, "run_task", None)  # calling it raises TypeError in jftzoo's own frame
     res = CliRunner().invoke(cli, ["bench", "--fusion", "concat", "--limit", "30", "--folds", "2", "--epochs", "1",
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 1 and "Internal error: TypeError" in res.output

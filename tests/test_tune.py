@@ -42,17 +42,17 @@ def test_tune_finishes_resumes_and_its_options_reproduce_the_best_validation_sco
 
 
 def test_tune_never_reads_test_records(tmp_path, monkeypatch):
-    from jftzoo.bench import runner
+    from jftzoo.bench import cells
 
     monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
     seen: list[set[str]] = []
-    real = runner.train_and_validate
+    real = cells.train_and_validate
 
     def spy(cell, config, encoders, features, labels, train, val, *args, **kwargs):
         seen.append({r.id for r in train} | {r.id for r in val})
         return real(cell, config, encoders, features, labels, train, val, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_and_validate", spy)
+    monkeypatch.setattr(cells, "train_and_validate", spy)
     res = CliRunner().invoke(cli, [*BASE, "--trials", "1", "--out", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
     (manifest,) = (tmp_path / "s" / "splits").glob("*.json")

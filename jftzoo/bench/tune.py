@@ -2,7 +2,7 @@
 
 A trial is one configuration of a declared space (learning rates, layer decay, smoothing, modality
 dropout, epochs, head, k). It trains exactly as `jftzoo bench` trains a cell (the shared
-`runner.train_and_validate`, the same split manifests and seeds) and is scored on each seed's
+`cells.train_and_validate`, the same split manifests and seeds) and is scored on each seed's
 validation part; test parts are never read (their ids are dropped before any record is touched).
 The per-epoch validation figure goes to Optuna's pruner (median rule), and the study lives in a
 SQLite file beside the bench results, so a stopped search resumes where it was. The best trial is
@@ -199,7 +199,8 @@ def run_tuning(tuning: Tuning, trials: int | None, timeout: float | None, progre
     """Run (or resume) the study until it holds `trials` finished trials or `timeout` seconds pass."""
     import optuna
 
-    from jftzoo.bench.runner import Encoders, load_bench_dataset, make_split, train_and_validate
+    from jftzoo.bench.cells import Encoders, train_and_validate
+    from jftzoo.bench.runner import load_bench_dataset, make_split
     from jftzoo.bench.store import write_manifest
     from jftzoo.datasets.splits import folds_of, subsample
     from jftzoo.features import FeatureStore
@@ -248,9 +249,9 @@ def run_tuning(tuning: Tuning, trials: int | None, timeout: float | None, progre
             by_id = ds.by_id()
             train, val = [by_id[x] for x in train_ids], [by_id[x] for x in val_ids]
             if not val:  # k-fold: the validation part is carved from training, as bench does
-                from jftzoo.bench.runner import _train_config
+                from jftzoo.bench.cells import train_config
 
-                train, val = carve_validation(train, _train_config(cell, config, seed).val_fraction, seed)
+                train, val = carve_validation(train, train_config(cell, config, seed).val_fraction, seed)
 
             def report(event: dict[str, Any], _i: int = i) -> None:
                 if event.get("event") != "epoch" or len(plans) > 1:

@@ -175,6 +175,16 @@ class _BenchProgress:
                           f"in {time.monotonic() - st['since']:.0f} s ({event['done']}/{event['tasks']}; "
                           f"{self._eta()})")
             st.update(what="set-up of the next task", since=time.monotonic())
+        elif kind == "executor" and self.enabled:
+            line = f"executor {event['executor']}: {event['encoder_passes']} frozen encoder pass(es) first"
+            self._say(line) if self.lines else self.console.print(line, highlight=False)
+        elif kind == "cells":
+            line = (f"{event['running']} running, {event['queued']} queued, {event['finished']} finished, "
+                    f"{event['failed']} failed")
+            st.update(what=f"Ray tasks: {line}", since=time.monotonic())
+            self.progress.update(self.tasks, description=f"Ray: {line}")
+            if self.lines:
+                self._say(f"Ray tasks: {line} (of {event['tasks']} in the grid)")
         elif kind == "waiting":
             st.update(what=f"waiting for {event['holder']} to release the results folder", since=time.monotonic())
             self.console.print(f"waiting: the results folder is in use by {event['holder']} (--wait)",
@@ -373,6 +383,16 @@ def _speed_options(workers: int | None, no_prefix_cache: bool, prefix_dtype: str
 @click.option("--explain", "explain", is_flag=True,
               help="Add a 'text share' column: the text's share of the modality Shapley values on each test part "
                    "(docs/explain.md). Records finished without it show —.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: tasks one after another here; ray: tasks as Ray tasks on this machine's cores or a cluster "
+                   "(pip install 'jftzoo[ray]'; docs/scale.md). This process writes the results either way.")
+@click.option("--address", help="--executor ray: a running Ray cluster (e.g. auto, or HEAD:6379). [start Ray here]")
+@click.option("--cpus-per-cell", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="--executor ray: CPUs each task asks for (and its torch threads).")
+@click.option("--gpus-per-cell", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="--executor ray: GPUs each task asks for (fractions share a GPU).")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="--executor ray: times a crashed task is tried again before its cell is recorded as failed.")
 @recipe_options
 def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[str], modes: Sequence[str],
               datas: Sequence[str], protocol: str, folds: int | None, split: str | None, groups: str,
@@ -382,7 +402,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
               ensemble: bool, on_bad: str, on_missing: str, image_root: str | None, wait: bool,
-              log_json: str | None, explain: bool, recipe: dict[str, Any]) -> None:
+              log_json: str | None, explain: bool, executor: str, address: str | None, cpus_per_cell: float,
+              gpus_per_cell: float, retries: int, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
 
     With no options: the demo dataset, minilm + efficientnet_lite0, the main heads frozen plus one top-k
@@ -399,6 +420,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
 
     if folds is not None and split is not None:
         raise UsageError("give either --folds K or --split RATIO, not both")
+    ray_options = _executor(executor, address, cpus_per_cell, gpus_per_cell, retries)
     recipe, modes, top_k, epochs = recipe_defaults(recipe, modes, top_k, epochs)
     train = {**recipe, **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
     config = BenchConfig(
@@ -430,11 +452,26 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         config.fusion = [m[1] for m in paper_methods(text[0], vision[0])]
         config.mode = ["frozen", "joint"]  # svm is frozen by nature; every other method is fine-tuned
         config.folds = None if split else (folds or 10)
-    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble, log_json, wait)
+    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble, log_json, wait, ray_options)
+
+
+def _executor(executor: str, address: str | None, cpus_per_cell: float, gpus_per_cell: float, retries: int) -> Any:
+    """RayOptions for `--executor ray` (None: local), checked before any work: Ray's options need it, and it
+    needs Ray installed (exit 2 naming the extra)."""
+    if executor == "local":
+        given = [flag for flag, value, default in (("--address", address, None), ("--cpus-per-cell", cpus_per_cell,
+                 1.0), ("--gpus-per-cell", gpus_per_cell, 0.0), ("--retries", retries, 1)) if value != default]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --executor ray")
+        return None
+    from jftzoo.bench.ray_executor import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, retries=retries)
 
 
 def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json: bool, ensemble: bool = False,
-                  log_json: str | None = None, wait: bool = False) -> None:
+                  log_json: str | None = None, wait: bool = False, executor: Any = None) -> None:
     from jftzoo.bench.grid import expand
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json, to_markdown
@@ -458,7 +495,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
 
     with interruptible(kept), _BenchProgress(not as_json, log_json, heartbeat) as progress:
         report = run_bench(config, out, progress=progress, cache=None if no_cache else embedding_cache(),
-                           cells=cells, wait=wait)
+                           cells=cells, wait=wait, executor=executor)
     from jftzoo.atomic import atomic_write
 
     with interruptible(kept):  # the tables and figure come from the records: the same command writes them again

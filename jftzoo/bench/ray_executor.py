@@ -1,0 +1,320 @@
+"""`jftzoo bench --executor ray`: the grid's tasks as Ray tasks, on this machine or a cluster.
+
+Why Ray: a grid is many independent fits, and Ray schedules such tasks with resource requests (CPUs,
+GPUs), retries crashed ones, and runs the same code locally (no set-up) or on a cluster. jftzoo does
+not schedule anything itself.
+
+Shape of a run: one Ray task per (dataset, encoder) computes the frozen features first, into the
+embedding cache (the same calls, in the same order, as the local executor makes, so the stored
+outputs are the same floats); then one Ray task per pending (cell, fold, seed) trains and scores the
+cell through `jftzoo.bench.cells.run_task` (the local executor's code) and RETURNS its record and
+predictions. Only the driver (the `jftzoo bench` process) writes the results store, as results come
+back, so kill-safety and resume are exactly those of the local executor. A task that raises an
+unexpected error or whose worker dies is retried `retries` times, then its cell is recorded as
+failed with the reason; a task's own failure (a plugin's bug, a missing tokenizer...) is returned as
+data and not retried, since it would fail again.
+
+Features reach the workers through the embedding cache's path: with no cache (`--no-cache`) the run
+uses a temporary one, removed at the end. On a cluster, a cache folder that every node mounts avoids
+recomputing features per node (`JFTZOO_CACHE_LAYOUT=files` there: LMDB's lock is not for network
+filesystems); a node that cannot see it computes its own (same results, more time). See docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jftzoo.errors import JftzooError, UsageError
+
+if TYPE_CHECKING:
+    from jftzoo.bench.grid import BenchConfig, Cell
+    from jftzoo.bench.runner import Task, Work
+
+INSTALL = "pip install 'jftzoo[ray]'"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the grid is handed to Ray. `address`: an existing cluster (`ray start --head` printed it, or
+    `auto`); None starts Ray on this machine with `num_cpus` cores (None: all of them)."""
+
+    address: str | None = None
+    cpus_per_cell: float = 1.0
+    gpus_per_cell: float = 0.0
+    retries: int = 1
+    num_cpus: int | None = None
+
+    def describe(self) -> str:
+        where = f"cluster {self.address}" if self.address else "local"
+        gpus = f", {self.gpus_per_cell:g} GPU" if self.gpus_per_cell else ""
+        return f"ray ({where}; {self.cpus_per_cell:g} CPU{gpus} per task)"
+
+
+def require_ray() -> None:
+    """A one-line usage error naming the extra when Ray is not installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every worker needs to rebuild the driver's set-up: the grid's config and where the cache is."""
+
+    run_id: str
+    config: BenchConfig
+    cache_layout: str
+    cache_root: str
+    threads: int
+
+
+class _WorkerState:
+    """Per worker process and run: encoders built once, a feature store on the shared cache, the top-k
+    prefix store (Ray reuses a worker process for many tasks, so these are paid once per worker)."""
+
+    def __init__(self, run: _Run) -> None:
+        import torch
+
+        from jftzoo.bench.cells import Encoders
+        from jftzoo.cache_layouts import embedding_cache
+        from jftzoo.features import FeatureStore
+        from jftzoo.train.prefix import PrefixStore
+
+        torch.set_num_threads(run.threads)
+        self.run_id = run.run_id
+        cache = embedding_cache(Path(run.cache_root), run.cache_layout)
+        self.features = FeatureStore(cache=cache, backend=run.config.train.get("frozen_backend", "pytorch"))
+        self.encoders = Encoders(run.config, self.features)
+        self.prefixes = PrefixStore(run.config.train.get("prefix_dtype", "float32"))
+
+    def counted(self) -> tuple[Counter[str], Counter[str]]:
+        """Passes and items encoded so far by this worker (the driver adds up the differences)."""
+        return Counter(self.features.passes), Counter(self.features.encoded)
+
+
+_STATE: dict[str, _WorkerState] = {}  # run id -> this worker's state (one run at a time in practice)
+
+
+def _state(run: _Run) -> _WorkerState:
+    if run.run_id not in _STATE:
+        _STATE.clear()
+        _STATE[run.run_id] = _WorkerState(run)
+    return _STATE[run.run_id]
+
+
+def _delta(state: _WorkerState, before: tuple[Counter[str], Counter[str]]) -> dict[str, dict[str, int]]:
+    passes, encoded = state.counted()
+    return {"passes": dict(passes - before[0]), "encoded": dict(encoded - before[1])}
+
+
+def _failure(cell: Cell, exc: Exception) -> str | None:
+    """A task's failure as data (jftzoo's errors, plugins' bugs); None for jftzoo's own bugs, which raise (and
+    are retried, then reported by the driver)."""
+    from jftzoo.bench.cells import plugin_fault
+
+    failure = exc if isinstance(exc, JftzooError) else plugin_fault(cell, exc)
+    return None if failure is None else str(failure)
+
+
+def encode_task(run: _Run, cell: Cell, name: str, datasets: list[Any], tokens: bool) -> dict[str, Any]:
+    """Frozen features of encoder `name` over each dataset part in `datasets`, in the local executor's order,
+    into the shared cache. Returns what it encoded, or the reason it failed (its cells then fail)."""
+    from jftzoo.bench.cells import UNAVAILABLE
+
+    state = _state(run)
+    before = state.counted()
+    try:
+        enc = state.encoders.get(name)
+        for ds in datasets:
+            state.features.features(enc, [r.item(enc.modality) for r in ds.records], tokens=tokens)
+    except UNAVAILABLE as exc:
+        return {"unavailable": str(exc), **_delta(state, before)}
+    except Exception as exc:
+        reason = _failure(cell, exc)
+        if reason is None:
+            raise
+        return {"failed": reason, **_delta(state, before)}
+    return _delta(state, before)
+
+
+def cell_task(run: _Run, ds: Any, cell: Cell, identity: dict[str, Any], task: Task, seed: int,
+              *passes: dict[str, Any]) -> dict[str, Any]:
+    """One (cell, fold, seed), after the frozen passes it reads (`passes`, their results): the record and
+    predictions, or why it could not run."""
+    from jftzoo.bench.cells import UNAVAILABLE, run_task
+
+    for done in passes:
+        if "failed" in done or "unavailable" in done:
+            return {k: v for k, v in done.items() if k in ("failed", "unavailable")}
+    state = _state(run)
+    before = state.counted()
+    try:
+        record, test_preds, val_preds = run_task(cell, run.config, state.encoders, state.features, list(ds.labels),
+                                                 ds.by_id(), task.train_ids, task.val_ids, task.test_ids, seed,
+                                                 identity, lambda event: None, state.prefixes)
+    except UNAVAILABLE as exc:
+        return {"unavailable": str(exc)}
+    except Exception as exc:
+        reason = _failure(cell, exc)
+        if reason is None:
+            raise
+        return {"failed": f"{task.fold}, seed {seed}: {reason}", **_delta(state, before)}
+    import socket
+
+    record["worker"] = f"{socket.gethostname()}:{os.getpid()}"  # which machine and process ran it
+    return {"outcome": (record, test_preds, val_preds), **_delta(state, before)}
+
+
+def _init(options: RayOptions) -> bool:
+    """Connect to the cluster, or start Ray here; True when this call started it (and must shut it down)."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False,
+                              "configure_logging": True}
+    if options.address:
+        kwargs["address"] = options.address
+    else:
+        kwargs["num_cpus"] = options.num_cpus or os.cpu_count() or 1
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise JftzooError(f"--address {options.address}: no Ray cluster answered ({exc}); start one with "
+                          "`ray start --head` on the head machine, or leave --address out to run Ray here") from exc
+    return True
+
+
+def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache: Any,
+               emit: Callable[[dict[str, Any]], None], commit: Callable[..., None], fail: Callable[..., None],
+               unavailable: Callable[[Cell, str], None], total: int) -> dict[str, Counter[str]]:
+    """Run every pending task of `work` on Ray; `commit`/`fail`/`unavailable` (the runner's) record each
+    result as it comes back. Returns the encoder passes and items encoded on the workers."""
+    require_ray()
+    import ray
+
+    from jftzoo.bench.cells import tokens_needed
+    from jftzoo.cache_layouts import cache_location, embedding_cache
+
+    todo = [item for item in work if item.pending]
+    counted: dict[str, Counter[str]] = {"passes": Counter(), "encoded": Counter()}
+    if not todo:
+        return counted
+    scratch = None
+    if cache is None:  # memory-only run: the features still travel through a cache, a temporary one
+        scratch = tempfile.mkdtemp(prefix="jftzoo-ray-cache-")
+        cache = embedding_cache(Path(scratch))
+    layout, root = cache_location(cache)
+    started = _init(options)
+    try:
+        run = _Run(run_id=os.urandom(8).hex(), config=config, cache_layout=layout, cache_root=root,
+                   threads=max(1, int(options.cpus_per_cell)))
+        run_ref = ray.put(run)
+        resources = {"num_cpus": options.cpus_per_cell, "num_gpus": options.gpus_per_cell,
+                     "max_retries": options.retries, "retry_exceptions": True}
+        remote_encode = ray.remote(encode_task).options(**resources)
+        remote_cell = ray.remote(cell_task).options(**resources)
+        datasets: dict[int, Any] = {}  # id(dataset part) -> its object ref, put once
+        for item in todo:
+            datasets.setdefault(id(item.plan.ds), ray.put(item.plan.ds))
+        # Frozen passes: one task per (dataset, encoder), over the plans in the local executor's order.
+        passes: dict[tuple[str, str], Any] = {}
+        order: dict[tuple[str, str], tuple[Cell, list[Any], bool]] = {}
+        for item in todo:
+            if item.cell.mode != "frozen":
+                continue
+            needs = tokens_needed(item.plan.cells)
+            for name in (item.cell.text, item.cell.vision):
+                if name is None:
+                    continue
+                cell, parts, tokens = order.setdefault((item.plan.data, name), (item.cell, [], False))
+                if not any(p is item.plan.ds for p in parts):
+                    parts.append(item.plan.ds)
+                order[(item.plan.data, name)] = (cell, parts, tokens or needs.get((item.plan.data, name), False))
+        for (data, name), (cell, parts, tokens) in order.items():
+            passes[(data, name)] = remote_encode.remote(run_ref, cell, name, parts, tokens)
+        emit({"event": "executor", "executor": options.describe(), "encoder_passes": len(passes)})
+        running: dict[Any, tuple[Work, Task]] = {}
+        for item in todo:
+            deps = [passes[(item.plan.data, n)] for n in (item.cell.text, item.cell.vision)
+                    if n is not None and item.cell.mode == "frozen"]
+            for task in item.pending:
+                ref = remote_cell.remote(run_ref, datasets[id(item.plan.ds)], item.cell, item.identity, task,
+                                         item.plan.seed, *deps)
+                running[ref] = (item, task)
+        slots = _slots(options)
+        failed = finished = 0
+        for ref in passes.values():  # count the passes (their failures reach the cells)
+            try:
+                done = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue  # reported through each cell that needed it
+            for key in ("passes", "encoded"):
+                counted[key].update(done.get(key, {}))
+        _progress(emit, len(running), slots, finished, failed, total)
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                item, task = running.pop(ref)
+                label = f"{task.fold}, seed {item.plan.seed}"
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    failed += 1
+                    fail(item.cell, f"{label}: the Ray task failed after {options.retries} "
+                                    f"retr{'y' if options.retries == 1 else 'ies'}: {_reason(exc)}")
+                    continue
+                for key in ("passes", "encoded"):
+                    counted[key].update(result.get(key, {}))
+                if "outcome" in result:
+                    finished += 1
+                    commit(item, task, result["outcome"], options.describe())
+                elif "unavailable" in result:
+                    unavailable(item.cell, result["unavailable"])
+                else:
+                    failed += 1
+                    fail(item.cell, result["failed"] if result["failed"].startswith(label)
+                         else f"{label}: {result['failed']}")
+            _progress(emit, len(running), slots, finished, failed, total)
+    finally:
+        if started:
+            ray.shutdown()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return counted
+
+
+def _slots(options: RayOptions) -> int:
+    """How many tasks the cluster runs at once, from its CPUs (and GPUs, when tasks ask for them)."""
+    import ray
+
+    have = ray.cluster_resources()
+    slots = int(have.get("CPU", 1) // max(options.cpus_per_cell, 1e-9))
+    if options.gpus_per_cell:
+        slots = min(slots, int(have.get("GPU", 0) // options.gpus_per_cell))
+    return max(slots, 1)
+
+
+def _progress(emit: Callable[[dict[str, Any]], None], left: int, slots: int, finished: int, failed: int,
+              total: int) -> None:
+    emit({"event": "cells", "running": min(left, slots), "queued": max(left - slots, 0), "finished": finished,
+          "failed": failed, "tasks": total})
+
+
+def _reason(exc: Exception) -> str:
+    """The last line of a Ray error (the worker's exception, or why the worker died), without Ray's banner."""
+    cause = getattr(exc, "cause", None)
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}".splitlines()[0]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
