@@ -4,7 +4,7 @@ Writes N synthetic entries (384-d, as MiniLM's pooled output, and 1,280-d, as Ef
 layout's cache API (`put`, then `get`, checksums verified as in a real run), and prints entries/s for writing,
 random reads and sequential reads, bytes on disk and files created, with the ratios.
 
-    python benchmarks/scale_cache.py              # N = 200,000 per width (issue 17); about 20 minutes on 2 cores
+    python benchmarks/scale_cache.py              # N = 200,000 per width (issue 17); about 7 minutes on 2 cores
     python benchmarks/scale_cache.py --n 20000    # a quicker look
 """
 

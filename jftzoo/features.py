@@ -164,6 +164,17 @@ class FeatureStore:
                 it = iter(got.tokens or [])
                 toks = [next(it) if p else torch.zeros(0, encoder.token_dim) for p in present]
             return Features(pooled, toks, where)
+        ns, keys, missing = self._lookup(encoder, items, tokens)
+        if missing:
+            self._encode(encoder, ns, missing, tokens, progress)
+        pooled = torch.stack([self._memory[k].pooled for k in keys]) if keys else torch.zeros(0, encoder.embed_dim)
+        toks = [self._memory[k].tokens for k in keys] if tokens else None
+        return Features(pooled, toks)  # type: ignore[arg-type]
+
+    def _lookup(self, encoder: Encoder, items: Sequence[Any], tokens: bool, keep: bool = True
+                ) -> tuple[str, list[str], dict[str, Any]]:
+        """(namespace, each item's key, the items neither in memory nor in the cache by key); cache hits are
+        kept in memory if `keep`."""
         fp = self.fingerprint(encoder)
         ns = self.cache.namespace(encoder.name, fp) if self.cache is not None else f"{encoder.name}/{fp}"
         keys = [f"{ns}/{item_digest(x)}" for x in items]
@@ -172,21 +183,28 @@ class FeatureStore:
             entry = self._memory.get(key)
             if entry is None or (tokens and entry.tokens is None):
                 entry = self.cache.get(ns, key.rsplit("/", 1)[1], tokens) if self.cache is not None else None
-                if entry is not None:
-                    self._memory[key] = entry
-                else:
+                if entry is None:
                     missing.setdefault(key, item)
-        if missing:
-            self._encode(encoder, ns, missing, tokens, progress)
-        pooled = torch.stack([self._memory[k].pooled for k in keys]) if keys else torch.zeros(0, encoder.embed_dim)
-        toks = [self._memory[k].tokens for k in keys] if tokens else None
-        return Features(pooled, toks)  # type: ignore[arg-type]
+                elif keep:
+                    self._memory[key] = entry
+        return ns, keys, missing
+
+    def pending(self, encoder: Encoder, items: Sequence[Any], tokens: bool = False,
+                planned: set[str] | None = None) -> list[tuple[str, Any]]:
+        """(key, item) pairs a `features` call would encode, in its encoding order, leaving out keys in `planned`
+        (and adding the rest to it): a pass split into slices at multiples of `batch_size` and encoded by
+        several processes makes the same batches, hence the same floats, as one `features` call."""
+        _, _, missing = self._lookup(encoder, [x for x in items if not is_absent(x)], tokens, keep=False)
+        planned = set() if planned is None else planned
+        order = [k for k in _encoding_order(encoder, missing) if k not in planned]
+        planned.update(order)
+        return [(k, missing[k]) for k in order]
 
     def _encode(self, encoder: Encoder, ns: str, missing: dict[str, Any], tokens: bool,
                 progress: ProgressCallback | None) -> None:
         from jftzoo.backends import frozen_forward, resolve
 
-        keys = sorted(missing, key=lambda k: -encoder.sort_key(missing[k]))  # length-sorted batches
+        keys = _encoding_order(encoder, missing)  # length-sorted batches
         was_training = encoder.training
         encoder.eval()
         forward = frozen_forward(encoder, resolve(self.backend, encoder))
@@ -210,3 +228,8 @@ class FeatureStore:
             encoder.train(was_training)
             if self.cache is not None and hasattr(self.cache, "flush"):  # a cache that batches its writes
                 self.cache.flush()
+
+
+def _encoding_order(encoder: Encoder, missing: dict[str, Any]) -> list[str]:
+    """Longest first (similar lengths share a batch); a stable sort, so a slice of this order sorts to itself."""
+    return sorted(missing, key=lambda k: -encoder.sort_key(missing[k]))

@@ -190,3 +190,21 @@ def test_the_fingerprint_names_the_preprocessing_library_versions(encoders, monk
     changed = describe_encoder(text)["libraries"]
     assert changed["tokenizers"] == "0.0.1" and changed["Pillow"] is None and changed["torch"] == want["torch"]
     assert encoder_fingerprint(text) != fp
+
+
+def test_a_pass_cut_at_batch_boundaries_gives_the_floats_of_one_pass(encoders):
+    """What `bench --executor ray` relies on: `pending` lists a pass in its encoding order, and slices of it at
+    multiples of the batch size, encoded apart (as Ray workers do), make the same batches as one pass."""
+    text = encoders[0]
+    items = [r.text for r in load_dataset("emoji-sentiment").records[:70]]  # varied lengths, 9 batches of 8
+    whole = FeatureStore(batch_size=8)
+    expected = whole.features(text, items).pooled
+    parts = FeatureStore(batch_size=8)
+    planned: set[str] = set()
+    order = parts.pending(text, items, planned=planned)
+    assert len(order) == len({item_digest(x) for x in items if x}) and len(planned) == len(order)
+    assert parts.pending(text, items, planned=planned) == []  # already planned: nothing twice
+    for start in range(0, len(order), 16):  # two batches a slice, as a worker would take it
+        parts.features(text, [x for _, x in order[start : start + 16]])
+    assert parts.encoded[text.name] == len(order)
+    assert torch.equal(parts.features(text, items).pooled, expected)  # all from memory now, bit for bit

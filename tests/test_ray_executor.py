@@ -103,6 +103,7 @@ def test_resume_after_the_driver_is_killed(tmp_path) -> None:
 
 
 CRASHY = '''
+import hashlib
 import os
 
 import torch
@@ -123,10 +124,11 @@ class Crashy(Encoder):
         self.proj = nn.Linear(8, 8)
 
     def preprocess(self, items):
+        self.first_item = hashlib.sha256(str(items[0]).encode()).hexdigest()[:12]  # names the batch
         return {"x": torch.ones(len(items), 8)}
 
     def forward(self, batch):
-        log = os.path.join(os.environ["CRASHY_DIR"], self.name)
+        log = os.path.join(os.environ["CRASHY_DIR"], f"{self.name}-{self.first_item}")
         first = not os.path.exists(log)
         with open(log, "a") as f:
             f.write(f"{os.getpid()}\\n")
@@ -168,8 +170,12 @@ def test_a_crashed_task_is_retried_then_recorded_as_failed(tmp_path) -> None:
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr[-3000:]  # a failed cell: exit 1, after the whole grid ran
     assert "Traceback" not in done.stderr
-    assert len(set((logs / "crash-once").read_text().split())) == 2  # crashed, retried in a new worker, encoded
-    assert len((logs / "crash-always").read_text().split()) == 2  # died at its first batch, 1 + --retries 1 times
+    once, always = sorted(logs.glob("crash-once-*")), sorted(logs.glob("crash-always-*"))
+    assert once and always  # one log per batch that was tried (several slices of a pass may run at once)
+    for log in once:  # crashed, then retried in a new worker, which encoded that batch and went on
+        assert len(set(log.read_text().split())) == 2, log.read_text()
+    for log in always:  # died at that batch in every one of its 1 + --retries 1 tries
+        assert len(log.read_text().split()) == 2, log.read_text()
     rows = _records(out)
     visions = {r["vision"] for r in rows}
     assert "crash-once" in visions and "crash-always" not in visions
@@ -216,3 +222,24 @@ def test_a_tasks_result_does_not_depend_on_what_its_process_built_before(tmp_pat
                                              0, lambda event: None)
         probs.append(np.asarray(val_probs))
     assert np.array_equal(probs[0], probs[1])
+
+
+def test_encoders_are_built_the_same_in_every_process(tmp_path, monkeypatch) -> None:
+    """Random-init weights come from a seed named by the encoder, not from the process's generator: a Ray
+    worker's copy has the fingerprint the driver recorded, and the global generator is left as it was."""
+    import torch
+
+    from jftzoo.bench.cells import Encoders
+    from jftzoo.bench.grid import BenchConfig
+
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
+    prints = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        expected = torch.rand(3)
+        torch.manual_seed(seed)
+        encoders = Encoders(BenchConfig(random_init=True))
+        prints.append(encoders.fingerprint("resnet50"))
+        assert encoders.weights["resnet50"] == "random"
+        assert torch.equal(torch.rand(3), expected)  # building drew nothing from the global generator
+    assert prints[0] == prints[1]

@@ -85,12 +85,12 @@ class Encoders:
         if name not in self.built:
             try:
                 try:
-                    enc = get_encoder(name, pretrained=True)
+                    enc = _deterministic(get_encoder, name, True)
                 except WeightsUnavailableError as exc:
                     if not self.config.random_init:
                         self.missing[name] = str(exc)
                         raise
-                    enc = get_encoder(name, pretrained=False)  # labelled `random` in every table and record
+                    enc = _deterministic(get_encoder, name, False)  # labelled `random` in every table and record
             except JftzooError:
                 raise
             except Exception as exc:  # a plugin's factory bug: this encoder's cells fail, the grid goes on
@@ -113,6 +113,19 @@ class Encoders:
     def fresh(self, name: str) -> Any:
         """A private copy for a cell that trains the encoder."""
         return copy.deepcopy(self.get(name))
+
+
+def _deterministic(get_encoder: Callable[..., Any], name: str, pretrained: bool) -> Any:
+    """Build under a seed of its own, named by the encoder, without touching the global generator: random-init
+    weights (and any part a checkpoint leaves initialised) are then the same in every process and every run, so
+    a Ray worker's encoder has the fingerprint the driver put in the record, and a random-init run resumes."""
+    import zlib
+
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(name.encode("utf-8")))
+        return get_encoder(name, pretrained=pretrained)
 
 
 def _peak_rss_mb() -> float:

@@ -22,6 +22,7 @@ filesystems); a node that cannot see it computes its own (same results, more tim
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from jftzoo.errors import JftzooError, UsageError
 
 if TYPE_CHECKING:
+    from jftzoo.bench.cells import Encoders
     from jftzoo.bench.grid import BenchConfig, Cell
     from jftzoo.bench.runner import Task, Work
 
@@ -124,17 +126,15 @@ def _failure(cell: Cell, exc: Exception) -> str | None:
     return None if failure is None else str(failure)
 
 
-def encode_task(run: _Run, cell: Cell, name: str, datasets: list[Any], tokens: bool) -> dict[str, Any]:
-    """Frozen features of encoder `name` over each dataset part in `datasets`, in the local executor's order,
-    into the shared cache. Returns what it encoded, or the reason it failed (its cells then fail)."""
+def encode_task(run: _Run, cell: Cell, name: str, items: list[Any], tokens: bool) -> dict[str, Any]:
+    """Frozen features of encoder `name` for `items` (a batch-aligned slice of a pass), into the shared cache.
+    Returns what it encoded, or the reason it failed (the cells that read it then fail with it)."""
     from jftzoo.bench.cells import UNAVAILABLE
 
     state = _state(run)
     before = state.counted()
     try:
-        enc = state.encoders.get(name)
-        for ds in datasets:
-            state.features.features(enc, [r.item(enc.modality) for r in ds.records], tokens=tokens)
+        state.features.features(state.encoders.get(name), items, tokens=tokens)
     except UNAVAILABLE as exc:
         return {"unavailable": str(exc), **_delta(state, before)}
     except Exception as exc:
@@ -195,16 +195,18 @@ def _init(options: RayOptions) -> bool:
     return True
 
 
-def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache: Any,
+def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache: Any, encoders: Encoders,
                emit: Callable[[dict[str, Any]], None], commit: Callable[..., None], fail: Callable[..., None],
                unavailable: Callable[[Cell, str], None], total: int) -> dict[str, Counter[str]]:
     """Run every pending task of `work` on Ray; `commit`/`fail`/`unavailable` (the runner's) record each
-    result as it comes back. Returns the encoder passes and items encoded on the workers."""
+    result as it comes back; `encoders` are the driver's (built while planning). Returns the encoder passes
+    and the items encoded on the workers."""
     require_ray()
     import ray
 
     from jftzoo.bench.cells import tokens_needed
     from jftzoo.cache_layouts import cache_location, embedding_cache
+    from jftzoo.features import FeatureStore
 
     todo = [item for item in work if item.pending]
     counted: dict[str, Counter[str]] = {"passes": Counter(), "encoded": Counter()}
@@ -227,44 +229,53 @@ def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache
         datasets: dict[int, Any] = {}  # id(dataset part) -> its object ref, put once
         for item in todo:
             datasets.setdefault(id(item.plan.ds), ray.put(item.plan.ds))
-        # Frozen passes: one task per (dataset, encoder), over the plans in the local executor's order.
-        passes: dict[tuple[str, str], Any] = {}
-        order: dict[tuple[str, str], tuple[Cell, list[Any], bool]] = {}
+        # Frozen passes: what the local executor would encode, plan by plan, in its order, cut into slices at
+        # batch boundaries so several workers share a pass and still make the same batches.
+        slots = _slots(options)
+        lookup = FeatureStore(cache=cache, backend=config.train.get("frozen_backend", "pytorch"))
+        passes: dict[tuple[str, str], list[Any]] = {}  # (dataset, encoder) -> its slices' tasks
+        planned: dict[tuple[str, str], set[str]] = {}
+        seen: set[tuple[int, str]] = set()
         for item in todo:
             if item.cell.mode != "frozen":
                 continue
             needs = tokens_needed(item.plan.cells)
             for name in (item.cell.text, item.cell.vision):
-                if name is None:
+                if name is None or (id(item.plan), name) in seen:
                     continue
-                cell, parts, tokens = order.setdefault((item.plan.data, name), (item.cell, [], False))
-                if not any(p is item.plan.ds for p in parts):
-                    parts.append(item.plan.ds)
-                order[(item.plan.data, name)] = (cell, parts, tokens or needs.get((item.plan.data, name), False))
-        for (data, name), (cell, parts, tokens) in order.items():
-            passes[(data, name)] = remote_encode.remote(run_ref, cell, name, parts, tokens)
-        emit({"event": "executor", "executor": options.describe(), "encoder_passes": len(passes)})
+                seen.add((id(item.plan), name))
+                at = (item.plan.data, name)
+                enc = encoders.get(name)
+                tokens = needs.get(at, False)
+                order = lookup.pending(enc, [r.item(enc.modality) for r in item.plan.ds.records], tokens,
+                                       planned.setdefault(at, set()))
+                if order:
+                    counted["passes"][name] += 1
+                size = _slice_size(len(order), slots, lookup.batch_size)
+                passes.setdefault(at, []).extend(
+                    remote_encode.remote(run_ref, item.cell, name, [x for _, x in order[i : i + size]], tokens)
+                    for i in range(0, len(order), size))
+        emit({"event": "executor", "executor": options.describe(), "encoder_passes": sum(counted["passes"].values()),
+              "slices": sum(len(v) for v in passes.values())})
         running: dict[Any, tuple[Work, Task]] = {}
         for item in todo:
-            deps = [passes[(item.plan.data, n)] for n in (item.cell.text, item.cell.vision)
-                    if n is not None and item.cell.mode == "frozen"]
+            deps = [ref for n in (item.cell.text, item.cell.vision) if n is not None and item.cell.mode == "frozen"
+                    for ref in passes.get((item.plan.data, n), [])]
             for task in item.pending:
                 ref = remote_cell.remote(run_ref, datasets[id(item.plan.ds)], item.cell, item.identity, task,
                                          item.plan.seed, *deps)
                 running[ref] = (item, task)
-        slots = _slots(options)
         failed = finished = 0
-        for ref in passes.values():  # count the passes (their failures reach the cells)
-            try:
-                done = ray.get(ref)
-            except ray.exceptions.RayError:
-                continue  # reported through each cell that needed it
-            for key in ("passes", "encoded"):
-                counted[key].update(done.get(key, {}))
+        slices = {ref for refs in passes.values() for ref in refs}
         _progress(emit, len(running), slots, finished, failed, total)
-        while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
+        while running or slices:
+            ready, _ = ray.wait([*running, *slices], num_returns=1)
             for ref in ready:
+                if ref in slices:  # a slice of a frozen pass: count what it encoded (a failure reaches its cells)
+                    slices.discard(ref)
+                    with contextlib.suppress(ray.exceptions.RayError):
+                        counted["encoded"].update(ray.get(ref).get("encoded", {}))
+                    continue
                 item, task = running.pop(ref)
                 label = f"{task.fold}, seed {item.plan.seed}"
                 try:
@@ -274,8 +285,7 @@ def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache
                     fail(item.cell, f"{label}: the Ray task failed after {options.retries} "
                                     f"retr{'y' if options.retries == 1 else 'ies'}: {_reason(exc)}")
                     continue
-                for key in ("passes", "encoded"):
-                    counted[key].update(result.get(key, {}))
+                counted["encoded"].update(result.get("encoded", {}))  # a worker that could not read the cache
                 if "outcome" in result:
                     finished += 1
                     commit(item, task, result["outcome"], options.describe())
@@ -292,6 +302,13 @@ def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return counted
+
+
+def _slice_size(n: int, slots: int, batch: int) -> int:
+    """Items per slice of a frozen pass: a multiple of the batch size (the same batches as one pass), about one
+    slice per task slot, at most 128 batches (a lost worker costs little, and progress shows)."""
+    batches = -(-n // batch)
+    return batch * max(1, min(128, -(-batches // slots)))
 
 
 def _slots(options: RayOptions) -> int:

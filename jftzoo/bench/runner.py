@@ -283,7 +283,7 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     if executor is not None:  # Ray: tasks run on workers and return records; this process alone writes the store
         from jftzoo.bench.ray_executor import run_on_ray
 
-        ray_counts = run_on_ray(work, config, executor, cache, emit, commit, fail, unavailable, total)
+        ray_counts = run_on_ray(work, config, executor, cache, encoders, emit, commit, fail, unavailable, total)
         features.passes.update(ray_counts["passes"])
         features.encoded.update(ray_counts["encoded"])
     else:

@@ -176,7 +176,8 @@ class _BenchProgress:
                           f"{self._eta()})")
             st.update(what="set-up of the next task", since=time.monotonic())
         elif kind == "executor" and self.enabled:
-            line = f"executor {event['executor']}: {event['encoder_passes']} frozen encoder pass(es) first"
+            line = (f"executor {event['executor']}: {event['encoder_passes']} frozen encoder pass(es) in "
+                    f"{event['slices']} slice(s) first")
             self._say(line) if self.lines else self.console.print(line, highlight=False)
         elif kind == "cells":
             line = (f"{event['running']} running, {event['queued']} queued, {event['finished']} finished, "
