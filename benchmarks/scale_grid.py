@@ -9,7 +9,7 @@ threads in one process, a Ray task --cpus-per-cell threads).
 Overhead per task: worker-seconds not spent inside a task's own timed work (`wall_s` of its record), over
 the tasks: (wall x workers - sum of task wall_s) / tasks, for each executor.
 
-  python benchmarks/scale_grid.py [--seeds 0] [--out benchmarks/results/scale_grid.md]
+  python benchmarks/scale_grid.py [--seeds 0] [--repeat 3] [--out benchmarks/results/scale_grid.md]
 
 Local Ray starts with every core of the machine (one task per core, --cpus-per-cell 1).
 
@@ -33,8 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(executor: str, work: Path, seeds: str) -> dict[str, Any]:
-    out, cache = work / f"out_{executor}", work / f"cache_{executor}"
+def run(executor: str, work: Path, seeds: str, attempt: int) -> dict[str, Any]:
+    out, cache = work / f"out_{executor}_{attempt}", work / f"cache_{executor}_{attempt}"
     cmd = [sys.executable, "-m", "jftzoo", "bench", "--mode", "frozen", "--seeds", seeds, "--out", str(out),
            "--json", "--executor", executor]
     env = {**os.environ, "JFTZOO_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
@@ -51,6 +51,7 @@ def run(executor: str, work: Path, seeds: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each executor, alternating; medians compared")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale_grid.md")
     args = parser.parse_args()
     import numpy as np
@@ -60,8 +61,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="jftzoo-scale-grid-"))
     try:
         workers = os.cpu_count() or 1  # local Ray starts with every core; a task asks for one
-        local = run("local", work, args.seeds)
-        ray = run("ray", work, args.seeds)
+        runs: dict[str, list[dict[str, Any]]] = {"local": [], "ray": []}
+        for attempt in range(args.repeat):
+            for name in runs:
+                runs[name].append(run(name, work, args.seeds, attempt))
+        local, ray = (sorted(runs[name], key=lambda r: r["wall_s"])[len(runs[name]) // 2] for name in runs)
         a, b = local["records"], ray["records"]
         same_keys = set(a) == set(b)
         same_metrics = same_keys and all(a[k]["metrics"] == b[k]["metrics"] and
@@ -76,16 +80,19 @@ def main() -> None:
         rows = [("local", local, 1), ("ray", ray, workers)]
         lines = [
             "# Frozen demo grid: local executor vs local Ray executor (issue 17)", "",
-            f"Command: `python benchmarks/scale_grid.py --seeds {args.seeds}` "
+            f"Command: `python benchmarks/scale_grid.py --seeds {args.seeds} --repeat {args.repeat}` "
             f"({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, quiet machine). "
             "Each run: `jftzoo bench --mode frozen` on the demo data (default heads and baselines, 5-fold, "
-            f"seeds {args.seeds}: {n} tasks) in a fresh process with a fresh embedding cache.", "",
-            "| executor | workers | wall s | sum of task wall_s | overhead per task s | speed-up vs local |",
-            "|---|---:|---:|---:|---:|---:|",
+            f"seeds {args.seeds}: {n} tasks) in a fresh process with a fresh embedding cache, {args.repeat} times "
+            "each, alternating; the table shows each executor's median run.", "",
+            "| executor | workers | wall s (median) | every run, s | sum of task wall_s | overhead per task s | "
+            "speed-up vs local |",
+            "|---|---:|---:|---|---:|---:|---:|",
         ]
         for name, r, w in rows:
             overhead = (r["wall_s"] * w - r["task_s"]) / n
-            lines.append(f"| {name} | {w} | {r['wall_s']:.1f} | {r['task_s']:.1f} | {overhead:.2f} | "
+            every = ", ".join(f"{x['wall_s']:.1f}" for x in runs[name])
+            lines.append(f"| {name} | {w} | {r['wall_s']:.1f} | {every} | {r['task_s']:.1f} | {overhead:.2f} | "
                          f"{local['wall_s'] / r['wall_s']:.2f}x |")
         lines += [
             "", f"Records: same keys {same_keys}; same test and validation metrics for every key {same_metrics}; "

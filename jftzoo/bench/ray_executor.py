@@ -195,43 +195,80 @@ def _init(options: RayOptions) -> bool:
     return True
 
 
-def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache: Any, encoders: Encoders,
-               emit: Callable[[dict[str, Any]], None], commit: Callable[..., None], fail: Callable[..., None],
-               unavailable: Callable[[Cell, str], None], total: int) -> dict[str, Counter[str]]:
-    """Run every pending task of `work` on Ray; `commit`/`fail`/`unavailable` (the runner's) record each
-    result as it comes back; `encoders` are the driver's (built while planning). Returns the encoder passes
-    and the items encoded on the workers."""
-    require_ray()
-    import ray
+def warm_task(run: _Run, names: list[str]) -> int:
+    """Start a worker's state and build the grid's encoders while the driver is still planning (imports and
+    weight loads overlap its work instead of delaying the first tasks). Failures show later, in real tasks."""
+    state = _state(run)
+    for name in names:
+        with contextlib.suppress(Exception):
+            state.encoders.get(name)
+    return os.getpid()
 
-    from jftzoo.bench.cells import tokens_needed
-    from jftzoo.cache_layouts import cache_location, embedding_cache
-    from jftzoo.features import FeatureStore
 
-    todo = [item for item in work if item.pending]
-    counted: dict[str, Counter[str]] = {"passes": Counter(), "encoded": Counter()}
-    if not todo:
-        return counted
-    scratch = None
-    if cache is None:  # memory-only run: the features still travel through a cache, a temporary one
-        scratch = tempfile.mkdtemp(prefix="jftzoo-ray-cache-")
-        cache = embedding_cache(Path(scratch))
-    layout, root = cache_location(cache)
-    started = _init(options)
-    try:
-        run = _Run(run_id=os.urandom(8).hex(), config=config, cache_layout=layout, cache_root=root,
-                   threads=max(1, int(options.cpus_per_cell)))
-        run_ref = ray.put(run)
-        resources = {"num_cpus": options.cpus_per_cell, "num_gpus": options.gpus_per_cell,
-                     "max_retries": options.retries, "retry_exceptions": True}
-        remote_encode = ray.remote(encode_task).options(**resources)
-        remote_cell = ray.remote(cell_task).options(**resources)
+class RaySession:
+    """Ray for one bench run: started (or joined) before the driver plans, so workers start and load the
+    grid's encoders meanwhile; `run` hands it the plan's work; `close` shuts down what it started."""
+
+    def __init__(self, options: RayOptions, config: BenchConfig, cache: Any) -> None:
+        require_ray()
+        import ray
+
+        from jftzoo.cache_layouts import cache_location, embedding_cache
+
+        self.options, self.config = options, config
+        self.scratch = None
+        if cache is None:  # memory-only run: the features still travel through a cache, a temporary one
+            self.scratch = tempfile.mkdtemp(prefix="jftzoo-ray-cache-")
+            cache = embedding_cache(Path(self.scratch))
+        self.cache = cache
+        layout, root = cache_location(cache)
+        self.started = _init(options)
+        try:
+            self.run_ref = ray.put(_Run(run_id=os.urandom(8).hex(), config=config, cache_layout=layout,
+                                        cache_root=root, threads=max(1, int(options.cpus_per_cell))))
+            self.slots = _slots(options)
+            self.resources = {"num_cpus": options.cpus_per_cell, "num_gpus": options.gpus_per_cell,
+                              "max_retries": options.retries, "retry_exceptions": True}
+            names = sorted({*config.text, *config.vision})
+            warm = ray.remote(warm_task).options(num_cpus=options.cpus_per_cell, num_gpus=options.gpus_per_cell)
+            self.warming = [warm.remote(self.run_ref, names) for _ in range(self.slots)]
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
+            self.started = False
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    def run(self, work: list[Work], encoders: Encoders, emit: Callable[[dict[str, Any]], None],
+            commit: Callable[..., None], fail: Callable[..., None], unavailable: Callable[[Cell, str], None],
+            total: int) -> dict[str, Counter[str]]:
+        """Run every pending task of `work`; `commit`/`fail`/`unavailable` (the runner's) record each result as
+        it comes back; `encoders` are the driver's (built while planning). Returns the encoder passes and the
+        items encoded on the workers."""
+        import ray
+
+        from jftzoo.bench.cells import tokens_needed
+        from jftzoo.features import FeatureStore
+
+        options, config, cache, run_ref, slots = self.options, self.config, self.cache, self.run_ref, self.slots
+        todo = [item for item in work if item.pending]
+        counted: dict[str, Counter[str]] = {"passes": Counter(), "encoded": Counter()}
+        if not todo:
+            return counted
+        remote_encode = ray.remote(encode_task).options(**self.resources)
+        remote_cell = ray.remote(cell_task).options(**self.resources)
         datasets: dict[int, Any] = {}  # id(dataset part) -> its object ref, put once
         for item in todo:
             datasets.setdefault(id(item.plan.ds), ray.put(item.plan.ds))
         # Frozen passes: what the local executor would encode, plan by plan, in its order, cut into slices at
         # batch boundaries so several workers share a pass and still make the same batches.
-        slots = _slots(options)
         lookup = FeatureStore(cache=cache, backend=config.train.get("frozen_backend", "pytorch"))
         passes: dict[tuple[str, str], list[Any]] = {}  # (dataset, encoder) -> its slices' tasks
         planned: dict[tuple[str, str], set[str]] = {}
@@ -296,12 +333,7 @@ def run_on_ray(work: list[Work], config: BenchConfig, options: RayOptions, cache
                     fail(item.cell, result["failed"] if result["failed"].startswith(label)
                          else f"{label}: {result['failed']}")
             _progress(emit, len(running), slots, finished, failed, total)
-    finally:
-        if started:
-            ray.shutdown()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return counted
+        return counted
 
 
 def _slice_size(n: int, slots: int, batch: int) -> int:

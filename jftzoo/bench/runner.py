@@ -34,7 +34,7 @@ from jftzoo.datasets.splits import folds_of, matching_split, subsample
 from jftzoo.errors import JftzooError, UsageError
 
 if TYPE_CHECKING:
-    from jftzoo.bench.ray_executor import RayOptions
+    from jftzoo.bench.ray_executor import RayOptions, RaySession
 
 
 @dataclass
@@ -135,11 +135,20 @@ def run_bench(
 
     emit = progress or (lambda event: None)
     with results_lock(out_dir, wait, on_wait=lambda who: emit({"event": "waiting", "holder": who})):
-        return _run_bench(config, out_dir, progress, cache, cells, executor)
+        session = None
+        if executor is not None:  # Ray starts, and its workers load the encoders, while this process plans
+            from jftzoo.bench.ray_executor import RaySession
+
+            session = RaySession(executor, config, cache)
+        try:
+            return _run_bench(config, out_dir, progress, cache, cells, session)
+        finally:
+            if session is not None:
+                session.close()
 
 
 def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cache: Any,
-               cells: list[Cell] | None, executor: RayOptions | None) -> BenchReport:
+               cells: list[Cell] | None, session: RaySession | None) -> BenchReport:
     import torch
 
     from jftzoo.bench.predictions import write_predictions
@@ -280,10 +289,8 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     def unavailable(cell: Cell, reason: str) -> None:
         report.unavailable[cell] = reason.splitlines()[0]
 
-    if executor is not None:  # Ray: tasks run on workers and return records; this process alone writes the store
-        from jftzoo.bench.ray_executor import run_on_ray
-
-        ray_counts = run_on_ray(work, config, executor, cache, encoders, emit, commit, fail, unavailable, total)
+    if session is not None:  # Ray: tasks run on workers and return records; this process alone writes the store
+        ray_counts = session.run(work, encoders, emit, commit, fail, unavailable, total)
         features.passes.update(ray_counts["passes"])
         features.encoded.update(ray_counts["encoded"])
     else:
