@@ -12,12 +12,18 @@ import time
 import pytest
 
 
+def foreground() -> None:
+    """Ctrl-C reaches the child as in a terminal even when pytest itself runs in the background (`cmd &` in a
+    script ignores SIGINT, and the child would inherit that and rightly keep running)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_bench_cleanly_and_it_resumes(tmp_path, sig) -> None:
     out = tmp_path / "b"
     args = [sys.executable, "-m", "jftzoo", "bench", "--fusion", "concat", "--limit", "60", "--folds", "3",
             "--epochs", "4", "--out", str(out)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=foreground)
     results = out / "results.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 4):

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from test_signals import foreground
+
 
 def _wait_for(proc: subprocess.Popen, done, what: str, limit: float = 300) -> None:  # type: ignore[type-arg]
     deadline = time.monotonic() + limit
@@ -27,7 +29,7 @@ def test_ctrl_c_stops_train_and_says_nothing_is_saved(tmp_path: Path) -> None:
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "jftzoo", "train", "--fusion", "concat", "--epochs", "200",
                                  "--min-epochs", "200", "--out", str(tmp_path / "m")],
-                                stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=err, text=True, env=env, preexec_fn=foreground)
         _wait_for(proc, lambda: "epoch 1/200" in log.read_text(), "first epoch line")
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=120)
