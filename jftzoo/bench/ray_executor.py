@@ -4,9 +4,10 @@ Why Ray: a grid is many independent fits, and Ray schedules such tasks with reso
 GPUs), retries crashed ones, and runs the same code locally (no set-up) or on a cluster. jftzoo does
 not schedule anything itself.
 
-Shape of a run: one Ray task per (dataset, encoder) computes the frozen features first, into the
-embedding cache (the same calls, in the same order, as the local executor makes, so the stored
-outputs are the same floats); then one Ray task per pending (cell, fold, seed) trains and scores the
+Shape of a run: Ray starts (and its workers load the grid's encoders) while the driver plans. The
+frozen features come first, into the embedding cache: each pass the local executor would make, in its
+order, cut into slices at batch boundaries, one Ray task a slice (the same batches as one pass, so the
+same floats at the same torch thread count); then one Ray task per pending (cell, fold, seed) trains and scores the
 cell through `jftzoo.bench.cells.run_task` (the local executor's code) and RETURNS its record and
 predictions. Only the driver (the `jftzoo bench` process) writes the results store, as results come
 back, so kill-safety and resume are exactly those of the local executor. A task that raises an
