@@ -187,6 +187,9 @@ def test_a_crashed_task_is_retried_then_recorded_as_failed(tmp_path) -> None:
 def test_executor_options_are_checked_before_any_work(tmp_path, monkeypatch) -> None:
     res = CliRunner().invoke(cli, ["bench", "--address", "auto", "--retries", "3", "--out", str(tmp_path / "b")])
     assert res.exit_code == 2 and "--address, --retries only apply to --executor ray" in res.output
+    res = CliRunner().invoke(cli, ["bench", "--executor", "ray", "--gpus-per-cell", "1", "--out", str(tmp_path / "b")])
+    if "needs Ray" not in res.output:  # with Ray installed: a GPU per task asked for, but the tasks run on the CPU
+        assert res.exit_code == 2 and "add --device cuda" in res.output
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     res = CliRunner().invoke(cli, ["bench", "--executor", "ray", "--out", str(tmp_path / "b")])
     assert res.exit_code == 2, res.output

@@ -422,6 +422,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
     if folds is not None and split is not None:
         raise UsageError("give either --folds K or --split RATIO, not both")
     ray_options = _executor(executor, address, cpus_per_cell, gpus_per_cell, retries)
+    if gpus_per_cell and device == "cpu":
+        raise UsageError("--gpus-per-cell reserves GPUs for tasks that would run on the CPU; add --device cuda")
     recipe, modes, top_k, epochs = recipe_defaults(recipe, modes, top_k, epochs)
     train = {**recipe, **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
     config = BenchConfig(
