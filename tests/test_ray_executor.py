@@ -246,3 +246,12 @@ def test_encoders_are_built_the_same_in_every_process(tmp_path, monkeypatch) -> 
         assert encoders.weights["resnet50"] == "random"
         assert torch.equal(torch.rand(3), expected)  # building drew nothing from the global generator
     assert prints[0] == prints[1]
+
+
+def test_a_task_no_node_can_hold_is_an_error_not_a_hang(tmp_path, monkeypatch) -> None:
+    _need_ray()
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
+    res = CliRunner().invoke(cli, ["bench", *GRID, "--executor", "ray", "--cpus-per-cell", "64",
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "--cpus-per-cell 64: no node of the Ray cluster has that many" in res.output
+    assert "Traceback" not in res.output

@@ -227,6 +227,7 @@ class RaySession:
         try:
             self.run_ref = ray.put(_Run(run_id=os.urandom(8).hex(), config=config, cache_layout=layout,
                                         cache_root=root, threads=max(1, int(options.cpus_per_cell))))
+            _check_feasible(options)
             self.slots = _slots(options)
             self.resources = {"num_cpus": options.cpus_per_cell, "num_gpus": options.gpus_per_cell,
                               "max_retries": options.retries, "retry_exceptions": True}
@@ -342,6 +343,19 @@ def _slice_size(n: int, slots: int, batch: int) -> int:
     slice per task slot, at most 128 batches (a lost worker costs little, and progress shows)."""
     batches = -(-n // batch)
     return batch * max(1, min(128, -(-batches // slots)))
+
+
+def _check_feasible(options: RayOptions) -> None:
+    """A task no node can hold would wait forever (Ray queues it): say so before submitting anything."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for flag, key, want in (("--cpus-per-cell", "CPU", options.cpus_per_cell),
+                            ("--gpus-per-cell", "GPU", options.gpus_per_cell)):
+        most = max((n.get(key, 0.0) for n in nodes), default=0.0)
+        if want > most:
+            raise JftzooError(f"{flag} {want:g}: no node of the Ray cluster has that many ({key} per node: at most "
+                              f"{most:g}); ask for fewer, or add nodes that have them")
 
 
 def _slots(options: RayOptions) -> int:
