@@ -61,6 +61,13 @@ def plugin_fault(cell: Cell, exc: Exception) -> PluginRuntimeError | None:
                               "plugin's authors")
 
 
+def task_failure(cell: Cell, exc: Exception) -> str | None:
+    """A task's failure as its cell's reason (jftzoo's errors, plugins' bugs); None for jftzoo's own bugs, which
+    must not be recorded as a cell's failure (they would fail every cell alike)."""
+    failure = exc if isinstance(exc, JftzooError) else plugin_fault(cell, exc)
+    return None if failure is None else str(failure)
+
+
 class Encoders:
     """Each encoder built once per run (pre-trained, or random under --random-init), reused frozen
     and copied for training, so availability is decided once and labelled consistently."""

@@ -118,19 +118,10 @@ def _delta(state: _WorkerState, before: tuple[Counter[str], Counter[str]]) -> di
     return {"passes": dict(passes - before[0]), "encoded": dict(encoded - before[1])}
 
 
-def _failure(cell: Cell, exc: Exception) -> str | None:
-    """A task's failure as data (jftzoo's errors, plugins' bugs); None for jftzoo's own bugs, which raise (and
-    are retried, then reported by the driver)."""
-    from jftzoo.bench.cells import plugin_fault
-
-    failure = exc if isinstance(exc, JftzooError) else plugin_fault(cell, exc)
-    return None if failure is None else str(failure)
-
-
 def encode_task(run: _Run, cell: Cell, name: str, items: list[Any], tokens: bool) -> dict[str, Any]:
     """Frozen features of encoder `name` for `items` (a batch-aligned slice of a pass), into the shared cache.
     Returns what it encoded, or the reason it failed (the cells that read it then fail with it)."""
-    from jftzoo.bench.cells import UNAVAILABLE
+    from jftzoo.bench.cells import UNAVAILABLE, task_failure
 
     state = _state(run)
     before = state.counted()
@@ -139,7 +130,7 @@ def encode_task(run: _Run, cell: Cell, name: str, items: list[Any], tokens: bool
     except UNAVAILABLE as exc:
         return {"unavailable": str(exc), **_delta(state, before)}
     except Exception as exc:
-        reason = _failure(cell, exc)
+        reason = task_failure(cell, exc)
         if reason is None:
             raise
         return {"failed": reason, **_delta(state, before)}
@@ -150,7 +141,7 @@ def cell_task(run: _Run, ds: Any, cell: Cell, identity: dict[str, Any], task: Ta
               *passes: dict[str, Any]) -> dict[str, Any]:
     """One (cell, fold, seed), after the frozen passes it reads (`passes`, their results): the record and
     predictions, or why it could not run."""
-    from jftzoo.bench.cells import UNAVAILABLE, run_task
+    from jftzoo.bench.cells import UNAVAILABLE, run_task, task_failure
 
     for done in passes:
         if "failed" in done or "unavailable" in done:
@@ -164,7 +155,7 @@ def cell_task(run: _Run, ds: Any, cell: Cell, identity: dict[str, Any], task: Ta
     except UNAVAILABLE as exc:
         return {"unavailable": str(exc)}
     except Exception as exc:
-        reason = _failure(cell, exc)
+        reason = task_failure(cell, exc)
         if reason is None:
             raise
         return {"failed": f"{task.fold}, seed {seed}: {reason}", **_delta(state, before)}

@@ -25,13 +25,14 @@ from jftzoo.bench.cells import (
     identity_of,
     plugin_fault,
     run_task,
+    task_failure,
     tokens_needed,
     train_config,
 )
 from jftzoo.bench.grid import BenchConfig, Cell, config_hash, expand, record_key
 from jftzoo.bench.store import ResultStore, write_manifest
 from jftzoo.datasets.splits import folds_of, matching_split, subsample
-from jftzoo.errors import JftzooError, UsageError
+from jftzoo.errors import UsageError
 
 if TYPE_CHECKING:
     from jftzoo.bench.ray_executor import RayOptions, RaySession
@@ -338,7 +339,7 @@ def _run_local(work: list[Work], config: BenchConfig, encoders: Encoders, featur
                 unavailable(cell, str(exc))
                 break
             except Exception as exc:  # a jftzoo error, or a plugin's bug: this task fails, the grid goes on
-                failure = exc if isinstance(exc, JftzooError) else plugin_fault(cell, exc)
+                failure = task_failure(cell, exc)
                 if failure is None:
                     raise
                 fail(cell, f"{task.fold}, seed {seed}: {failure}")
