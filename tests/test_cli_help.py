@@ -29,4 +29,13 @@ def test_help_has_an_example(path: tuple[str, ...]) -> None:
 
 def test_commands_come_from_the_cli_package_modules() -> None:
     modules = {cmd.callback.__module__ for _, cmd in COMMANDS if cmd.callback is not None}
-    assert modules <= {f"jftzoo.cli.{m}" for m in ("encoders", "data", "train", "bench", "tune", "explain")}, modules
+    assert modules <= {f"jftzoo.cli.{m}" for m in ("encoders", "data", "train", "bench", "tune", "explain", "cache",
+                                                   "results")}, modules
+
+
+def test_each_group_has_its_own_module() -> None:
+    """huggingface_hub's layout: one module per command group (bench.py once held cache and results too)."""
+    groups = {path[0]: {c.callback.__module__ for p, c in COMMANDS if p[0] == path[0] and c.callback is not None}
+              for path, cmd in COMMANDS if len(path) == 1 and isinstance(cmd, click.Group)}
+    assert groups["cache"] == {"jftzoo.cli.cache"} and groups["results"] == {"jftzoo.cli.results"}, groups
+    assert all(len(modules) == 1 for modules in groups.values()), groups

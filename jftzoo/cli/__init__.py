@@ -6,10 +6,12 @@ and `jftzoo list-encoders` stay fast.
 
 from __future__ import annotations
 
-from jftzoo.cli import bench, data, encoders, explain, train, tune  # noqa: F401 (their commands register)
+from jftzoo.cli import bench, cache, data, encoders, explain, results, train, tune  # noqa: F401 (they register)
 from jftzoo.cli.app import cli
 
 bench.register(cli)
+cache.register(cli)
+results.register(cli)
 tune.register(cli)
 explain.register(cli)
 

@@ -1,4 +1,4 @@
-"""`jftzoo bench`, `jftzoo cache info|clear` and `jftzoo results show|export` (rich lives here)."""
+"""`jftzoo bench`: the grid run, its progress display, and the options `train` and `tune` share."""
 
 from __future__ import annotations
 
@@ -14,11 +14,8 @@ import click
 
 from jftzoo.bench.grid import DEFAULT_DATA, DEFAULT_FUSIONS, DEFAULT_TEXT, DEFAULT_VISION, MODES
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
-from jftzoo.errors import JftzooError, UsageError
-
-DEFAULT_OUT = "jftzoo-bench"
-ENSEMBLE_OPTION = click.option("--ensemble", is_flag=True, help="Add ensemble(a+b+...) rows: the fusion heads' test "
-                               "probabilities averaged per record on each split (from stored predictions).")
+from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, _consoles, _print_tables
+from jftzoo.errors import UsageError
 
 
 def _split_commas(values: Sequence[str]) -> list[str]:
@@ -31,12 +28,6 @@ def _seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError as exc:
         raise UsageError(f"--seeds takes comma-separated integers such as 0,1,2, got {text!r}") from exc
-
-
-def _consoles() -> tuple[Any, Any]:
-    from jftzoo.cli.app import _stderr, _stdout
-
-    return _stdout(), _stderr()
 
 
 PLAN_ROWS = 20  # cells listed in the printed plan; the rest are summed in one line
@@ -196,41 +187,6 @@ class _BenchProgress:
         elif kind in ("unavailable", "failed") and self.enabled:
             self.console.print(f"[yellow]Warning:[/yellow] {event['cell']}: {kind}: {event['reason']}",
                                markup=True, highlight=False)
-
-
-def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
-    from rich.table import Table
-
-    from jftzoo.bench.report import TABLE_COLUMNS, best_in_columns, protocol_line, table_cells, table_columns
-
-    best = best_in_columns(rows)
-    table = Table(title=f"{dataset} — {protocol_line(rows)}", title_justify="left")
-    columns = table_columns(rows)
-    for i, name in enumerate(columns):
-        table.add_column(name, justify="right" if i >= 5 else "left")
-    for i, r in enumerate(rows):
-        cells = table_cells(r, best, i, lambda t: f"[bold green]{t}[/bold green]", len(columns) > len(TABLE_COLUMNS))
-        if r["status"] != "ok":
-            cells[2] = f"[yellow]{cells[2]}[/yellow]"
-        table.add_row(*cells)
-    return table
-
-
-def _print_tables(rows: list[dict[str, Any]]) -> None:
-    from jftzoo.bench.report import NOTES, SHARE_NOTE
-
-    out, _ = _consoles()
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        out.print(_table([r for r in rows if r["dataset"] == dataset], dataset))
-    for note in NOTES:
-        out.print(note, highlight=False)
-    if any(r.get("text_share") is not None for r in rows):
-        out.print(SHARE_NOTE, highlight=False)
-    if any(r["weights"] == "random" for r in rows):
-        out.print("(random) = built with random weights (--random-init): exercises the grid, not a result.")
-    if any(r.get("outdated") for r in rows):
-        out.print("(jftzoo X) = made by an older jftzoo version: not comparable, never picked as best.",
-                  highlight=False)
 
 
 def speed_options(command: Any) -> Any:
@@ -502,7 +458,9 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     from jftzoo.atomic import atomic_write
 
     with interruptible(kept):  # the tables and figure come from the records: the same command writes them again
-        records = report.records + (_ensembles(report.records, out) if ensemble else [])
+        from jftzoo.bench.ensemble import ensemble_records
+
+        records = report.records + (ensemble_records(report.records, out) if ensemble else [])
         rows = summarize(records, report.cells, report.unavailable, report.failed)
         atomic_write(out / "summary.md", to_markdown(rows).encode("utf-8"))
         png = heatmap(rows, out / "heatmap.png")
@@ -557,286 +515,5 @@ def _print_paper(table: list[list[str]]) -> None:
         out.print(note, highlight=False)
 
 
-@click.group("cache", context_settings={"help_option_names": ["-h", "--help"]})
-def cache_group() -> None:
-    """The cache of frozen embeddings and decoded images ($JFTZOO_CACHE_DIR, default: the user cache folder).
-
-    Example: jftzoo cache info
-    """
-
-
-@cache_group.command("info")
-@click.option("--json", "as_json", is_flag=True)
-def cache_info_cmd(as_json: bool) -> None:
-    """Where the cache is and what it holds, per kind and encoder fingerprint.
-
-    Example: jftzoo cache info --json
-    """
-    from rich.table import Table
-
-    from jftzoo.cache import KINDS, DiskCache, cache_dir
-    from jftzoo.cache_shards import ShardedCache
-
-    items = [(kind, i) for kind in KINDS for i in DiskCache(kind=kind).info()]
-    items += [("embeddings (shards)", i) for i in ShardedCache().info()]
-    if as_json:
-        click.echo(json.dumps({"path": str(DiskCache().root), "root": str(cache_dir()), "namespaces": [
-            {"kind": kind, "encoder": i.encoder, "fingerprint": i.fingerprint, "entries": i.entries, "bytes": i.bytes}
-            for kind, i in items]}, indent=2))
-        return
-    out, _ = _consoles()
-    out.print(f"cache: {cache_dir()}", highlight=False)
-    table = Table("kind", "encoder", "fingerprint", "entries", "size")
-    for kind, i in items:
-        table.add_row(kind, i.encoder, i.fingerprint[:16], str(i.entries), f"{i.bytes / 2**20:.1f} MiB")
-    out.print(table)
-    total = sum(i.bytes for _, i in items)
-    out.print(f"{sum(i.entries for _, i in items)} entries, {total / 2**20:.1f} MiB", highlight=False)
-
-
-@cache_group.command("verify")
-@click.option("--keep", is_flag=True, help="Only report: leave corrupt entries in place (runs refuse them anyway).")
-@click.option("--json", "as_json", is_flag=True)
-def cache_verify_cmd(keep: bool, as_json: bool) -> None:
-    """Check every cached entry's checksum; delete the corrupt ones (recomputed when next needed) and the
-    temporary files of interrupted writes. Exits 1 when it found a corrupt entry.
-
-    Example: jftzoo cache verify
-    """
-    from jftzoo.cache import KINDS, DiskCache, cache_dir
-    from jftzoo.cache_shards import ShardedCache
-
-    report: dict[str, tuple[int, list[Any], list[Any]]] = {
-        kind: DiskCache(kind=kind).verify(remove=not keep) for kind in KINDS}
-    checked, damaged = ShardedCache().verify(remove=not keep)
-    report["embeddings (shards)"] = (checked, damaged, [])
-    bad = {kind: [str(p) for p in corrupt] for kind, (_, corrupt, _) in report.items()}
-    if as_json:
-        click.echo(json.dumps({"root": str(cache_dir()), "kinds": {
-            kind: {"checked": n, "corrupt": bad[kind], "temporary_files": [str(p) for p in tmp]}
-            for kind, (n, _, tmp) in report.items()}, "removed": not keep}, indent=2))
-    else:
-        out, _ = _consoles()
-        for kind, (n, corrupt, tmp) in report.items():
-            out.print(f"{kind}: {n} entries checked, {len(corrupt)} corrupt, {len(tmp)} temporary file(s) of "
-                      "interrupted writes", highlight=False)
-            for path in corrupt:
-                out.print(f"  corrupt: {path}" + ("" if keep else " (deleted; recomputed when next needed)"),
-                          highlight=False)
-            for path in tmp:  # never read as an entry, so not an error: only disk space to give back
-                out.print(f"  temporary: {path}" + ("" if keep else " (deleted)"), highlight=False)
-    if any(bad.values()):
-        raise SystemExit(1)
-
-
-@cache_group.command("clear")
-@click.option("--encoder", help="Only this encoder's entries.")
-@click.option("--kind", type=click.Choice(["all", "embeddings", "decoded"]), default="all", show_default=True,
-              help="Frozen embeddings, decoded images (--image-cache), or both.")
-def cache_clear_cmd(encoder: str | None, kind: str) -> None:
-    """Delete cached entries (they are recomputed when next needed).
-
-    Example: jftzoo cache clear --encoder minilm
-    """
-    from jftzoo.cache import KINDS, DiskCache
-    from jftzoo.cache_shards import ShardedCache
-
-    entries = size = 0
-    for each in KINDS if kind == "all" else (kind,):
-        n, b = DiskCache(kind=each).clear(encoder)
-        entries, size = entries + n, size + b
-    if kind in ("all", "embeddings"):
-        n, b = ShardedCache().clear(encoder)
-        entries, size = entries + n, size + b
-    _, err = _consoles()
-    err.print(f"removed {entries} entries ({size / 2**20:.1f} MiB)", highlight=False)
-
-
-@cache_group.command("prune")
-@click.option("--older-than", "older_than", required=True, metavar="AGE",
-              help="Delete embeddings written longer ago than AGE: a number of days, or Nd / Nh / Nm.")
-def cache_prune_cmd(older_than: str) -> None:
-    """Delete cached embeddings older than AGE (both layouts; they are recomputed when next needed).
-
-    Example: jftzoo cache prune --older-than 30d
-    """
-    import re
-
-    from jftzoo.cache import DiskCache
-    from jftzoo.cache_shards import ShardedCache
-
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm]?)\s*", older_than)
-    if found is None:
-        raise UsageError(f"--older-than {older_than!r}: give a number of days, or Nd, Nh or Nm (e.g. 30d, 12h)")
-    seconds = float(found.group(1)) * {"d": 86400, "": 86400, "h": 3600, "m": 60}[found.group(2)]
-    removed = ShardedCache().prune(seconds) + DiskCache().prune(seconds)
-    _, err = _consoles()
-    err.print(f"removed {removed} entries written more than {older_than} ago", highlight=False)
-
-
-@click.group("results", context_settings={"help_option_names": ["-h", "--help"]})
-def results_group() -> None:
-    """Show or export a benchmark results store.
-
-    Example: jftzoo results show --results jftzoo-bench
-    """
-
-
-def _load_records(results: Path) -> list[dict[str, Any]]:
-    from jftzoo.bench.store import FILENAME, ResultStore
-
-    store = ResultStore(results)
-    if not store.path.exists():
-        raise UsageError(f"no results store at {store.path}: run `jftzoo bench --out {results}` first, "
-                         f"or point --results at a folder holding {FILENAME}")
-    records = store.records()
-    if not records:
-        raise JftzooError(f"{store.path} holds no finished record yet")
-    return records
-
-
-def _load_rows(results: Path, ensemble: bool = False) -> list[dict[str, Any]]:
-    from jftzoo.bench.report import summarize
-
-    records = _load_records(results)
-    return summarize(records + (_ensembles(records, results) if ensemble else []))
-
-
-def _ensembles(records: list[dict[str, Any]], results: Path) -> list[dict[str, Any]]:
-    from jftzoo.bench.ensemble import ensemble_records
-
-    return ensemble_records(records, results)
-
-
-RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_default=True,
-                              type=click.Path(file_okay=False), help="The results store folder of `jftzoo bench`.")
-
-
-@results_group.command("show")
-@RESULTS_OPTION
-@ENSEMBLE_OPTION
-@click.option("--json", "as_json", is_flag=True,
-              help="JSON rows: {metric}_mean, {metric}_std, {metric}_ci95 [low, high], val_{metric}_..., n_splits.")
-def results_show_cmd(results: str, as_json: bool, ensemble: bool) -> None:
-    """One row per configuration: mean, sd and 95 % CI over splits (seeds x folds).
-
-    Example: jftzoo results show --results benchmarks/results/mvsa_single_frozen
-    """
-    from jftzoo.bench.report import to_json
-
-    rows = _load_rows(Path(results), ensemble)
-    if as_json:
-        click.echo(to_json(rows))
-    else:
-        _print_tables(rows)
-
-
-@results_group.command("export")
-@RESULTS_OPTION
-@click.option("--format", "fmt", type=click.Choice(["csv", "json", "md"]), multiple=True, default=["csv"],
-              show_default=True, help="Repeatable.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
-@ENSEMBLE_OPTION
-def results_export_cmd(results: str, fmt: Sequence[str], out: str, ensemble: bool) -> None:
-    """Write results.csv / results.json / results.md (and heatmap.png) into --out.
-
-    Example: jftzoo results export --format md --format json --out report/
-    """
-    from jftzoo.bench.plot import heatmap
-    from jftzoo.bench.report import to_csv, to_json, to_markdown
-
-    rows = _load_rows(Path(results), ensemble)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    writers = {"csv": to_csv, "json": to_json, "md": to_markdown}
-    written = []
-    for f in dict.fromkeys(fmt):
-        path = folder / f"results.{f}"
-        path.write_text(writers[f](rows) + ("" if f != "json" else "\n"), encoding="utf-8")
-        written.append(str(path))
-    png = heatmap(rows, folder / "heatmap.png")
-    if png:
-        written.append(str(png))
-    _, err = _consoles()
-    err.print("wrote " + ", ".join(written), highlight=False)
-
-
-@results_group.command("predictions")
-@RESULTS_OPTION
-@click.option("--json", "as_json", is_flag=True, help="One JSON list instead of one JSON object per line.")
-def results_predictions_cmd(results: str, as_json: bool) -> None:
-    """Every record's stored test predictions, so any metric can be recomputed.
-
-    One object per record: key, config_hash, dataset, seed, fold, labels (class order), ids, true
-    (true labels), probs (one row per id, in `labels` order) and the record's test accuracy.
-
-    Example: jftzoo results predictions --results jftzoo-bench | head -1
-    """
-    from jftzoo.bench.predictions import read_predictions
-
-    folder = Path(results)
-    objects = []
-    for record in _load_records(folder):
-        p = read_predictions(folder, record)
-        obj = {"key": record["key"], "config_hash": record.get("config_hash"), "dataset": record["dataset"],
-               "text": record.get("text"), "vision": record.get("vision"), "fusion": record["fusion"],
-               "mode": record["mode"], "seed": record["seed"], "fold": record["fold"], "labels": p.labels,
-               "ids": p.ids, "true": [p.labels[i] for i in p.true], "probs": [[round(float(x), 6) for x in row]
-                                                                          for row in p.probs],
-               "accuracy": record["metrics"]["accuracy"]}
-        if as_json:
-            objects.append(obj)
-        else:
-            click.echo(json.dumps(obj))
-    if as_json:
-        click.echo(json.dumps(objects, indent=1))
-
-
-@results_group.command("compare")
-@RESULTS_OPTION
-@click.option("--a", "sel_a", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row A, e.g. fusion=concat.")
-@click.option("--b", "sel_b", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row B, e.g. fusion=text-only.")
-@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "f1_weighted", "auc"]), default="accuracy",
-              show_default=True, help="auc: macro one-vs-rest ROC AUC (binary: ROC AUC).")
-@click.option("--resamples", type=click.IntRange(min=99), default=1000, show_default=True,
-              help="Bootstrap resamples and permutations.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
-@click.option("--json", "as_json", is_flag=True)
-def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resamples: int, seed: int,
-                        as_json: bool) -> None:
-    """Paired difference A - B on the same test records and splits: diff, 95 % CI (paired bootstrap
-    over records within splits) and p-value (paired permutation test). Rows run on different splits
-    are refused.
-
-    Example: jftzoo results compare --a fusion=concat --b fusion=text-only --metric auc
-    """
-    from jftzoo.bench.compare import paired_compare, parse_selector, select_row
-    from jftzoo.bench.report import summarize
-
-    folder = Path(results)
-    records = _load_records(folder)
-    rows = summarize(records)
-    row_a = select_row(rows, parse_selector(sel_a), "a")
-    row_b = select_row(rows, parse_selector(sel_b), "b")
-
-    def of(row: dict[str, Any]) -> list[dict[str, Any]]:
-        return [r for r in records if r.get("config_hash") == row["config_hash"]]
-
-    result = paired_compare(folder, row_a, row_b, of(row_a), of(row_b), metric, resamples, seed)
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    out, _ = _consoles()
-    from jftzoo.bench.compare import describe
-
-    out.print(f"A: {describe(row_a)}\nB: {describe(row_b)}", highlight=False)
-    out.print(f"{metric}: A {result.a_mean:.4f}, B {result.b_mean:.4f}; A - B = {result.diff:+.4f}, 95 % CI "
-              f"[{result.ci95[0]:+.4f}, {result.ci95[1]:+.4f}], p = {result.p_value:.4f} "
-              f"({result.n_pairs} paired test records over {result.n_splits} split(s), {resamples} resamples)",
-              highlight=False)
-
-
 def register(cli: click.Group) -> None:
     cli.add_command(bench_cmd)
-    cli.add_command(cache_group)
-    cli.add_command(results_group)

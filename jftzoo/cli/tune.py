@@ -10,15 +10,9 @@ from typing import Any
 
 import click
 
-from jftzoo.cli.bench import (
-    DEFAULT_OUT,
-    _consoles,
-    _seeds,
-    _split_commas,
-    recipe_options,
-    speed_options,
-)
+from jftzoo.cli.bench import _seeds, _split_commas, recipe_options, speed_options
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
+from jftzoo.cli.tables import DEFAULT_OUT, _consoles
 from jftzoo.errors import UsageError
 
 

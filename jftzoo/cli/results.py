@@ -1,0 +1,205 @@
+"""`jftzoo results show|export|predictions|compare|merge`: reading (and joining) a results store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, _consoles, _print_tables
+from jftzoo.errors import JftzooError, UsageError
+
+
+@click.group("results", context_settings={"help_option_names": ["-h", "--help"]})
+def results_group() -> None:
+    """Show or export a benchmark results store.
+
+    Example: jftzoo results show --results jftzoo-bench
+    """
+
+
+def _load_records(results: Path) -> list[dict[str, Any]]:
+    from jftzoo.bench.store import FILENAME, ResultStore
+
+    store = ResultStore(results)
+    if not store.path.exists():
+        raise UsageError(f"no results store at {store.path}: run `jftzoo bench --out {results}` first, "
+                         f"or point --results at a folder holding {FILENAME}")
+    records = store.records()
+    if not records:
+        raise JftzooError(f"{store.path} holds no finished record yet")
+    return records
+
+
+def _load_rows(results: Path, ensemble: bool = False) -> list[dict[str, Any]]:
+    from jftzoo.bench.report import summarize
+
+    records = _load_records(results)
+    return summarize(records + (_ensembles(records, results) if ensemble else []))
+
+
+def _ensembles(records: list[dict[str, Any]], results: Path) -> list[dict[str, Any]]:
+    from jftzoo.bench.ensemble import ensemble_records
+
+    return ensemble_records(records, results)
+
+
+RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_default=True,
+                              type=click.Path(file_okay=False), help="The results store folder of `jftzoo bench`.")
+
+
+@results_group.command("show")
+@RESULTS_OPTION
+@ENSEMBLE_OPTION
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON rows: {metric}_mean, {metric}_std, {metric}_ci95 [low, high], val_{metric}_..., n_splits.")
+def results_show_cmd(results: str, as_json: bool, ensemble: bool) -> None:
+    """One row per configuration: mean, sd and 95 % CI over splits (seeds x folds).
+
+    Example: jftzoo results show --results benchmarks/results/mvsa_single_frozen
+    """
+    from jftzoo.bench.report import to_json
+
+    rows = _load_rows(Path(results), ensemble)
+    if as_json:
+        click.echo(to_json(rows))
+    else:
+        _print_tables(rows)
+
+
+@results_group.command("export")
+@RESULTS_OPTION
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "md"]), multiple=True, default=["csv"],
+              show_default=True, help="Repeatable.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
+@ENSEMBLE_OPTION
+def results_export_cmd(results: str, fmt: Sequence[str], out: str, ensemble: bool) -> None:
+    """Write results.csv / results.json / results.md (and heatmap.png) into --out.
+
+    Example: jftzoo results export --format md --format json --out report/
+    """
+    from jftzoo.bench.plot import heatmap
+    from jftzoo.bench.report import to_csv, to_json, to_markdown
+
+    rows = _load_rows(Path(results), ensemble)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    writers = {"csv": to_csv, "json": to_json, "md": to_markdown}
+    written = []
+    for f in dict.fromkeys(fmt):
+        path = folder / f"results.{f}"
+        path.write_text(writers[f](rows) + ("" if f != "json" else "\n"), encoding="utf-8")
+        written.append(str(path))
+    png = heatmap(rows, folder / "heatmap.png")
+    if png:
+        written.append(str(png))
+    _, err = _consoles()
+    err.print("wrote " + ", ".join(written), highlight=False)
+
+
+@results_group.command("predictions")
+@RESULTS_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON list instead of one JSON object per line.")
+def results_predictions_cmd(results: str, as_json: bool) -> None:
+    """Every record's stored test predictions, so any metric can be recomputed.
+
+    One object per record: key, config_hash, dataset, seed, fold, labels (class order), ids, true
+    (true labels), probs (one row per id, in `labels` order) and the record's test accuracy.
+
+    Example: jftzoo results predictions --results jftzoo-bench | head -1
+    """
+    from jftzoo.bench.predictions import read_predictions
+
+    folder = Path(results)
+    objects = []
+    for record in _load_records(folder):
+        p = read_predictions(folder, record)
+        obj = {"key": record["key"], "config_hash": record.get("config_hash"), "dataset": record["dataset"],
+               "text": record.get("text"), "vision": record.get("vision"), "fusion": record["fusion"],
+               "mode": record["mode"], "seed": record["seed"], "fold": record["fold"], "labels": p.labels,
+               "ids": p.ids, "true": [p.labels[i] for i in p.true], "probs": [[round(float(x), 6) for x in row]
+                                                                          for row in p.probs],
+               "accuracy": record["metrics"]["accuracy"]}
+        if as_json:
+            objects.append(obj)
+        else:
+            click.echo(json.dumps(obj))
+    if as_json:
+        click.echo(json.dumps(objects, indent=1))
+
+
+@results_group.command("compare")
+@RESULTS_OPTION
+@click.option("--a", "sel_a", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row A, e.g. fusion=concat.")
+@click.option("--b", "sel_b", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row B, e.g. fusion=text-only.")
+@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "f1_weighted", "auc"]), default="accuracy",
+              show_default=True, help="auc: macro one-vs-rest ROC AUC (binary: ROC AUC).")
+@click.option("--resamples", type=click.IntRange(min=99), default=1000, show_default=True,
+              help="Bootstrap resamples and permutations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+@click.option("--json", "as_json", is_flag=True)
+def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resamples: int, seed: int,
+                        as_json: bool) -> None:
+    """Paired difference A - B on the same test records and splits: diff, 95 % CI (paired bootstrap
+    over records within splits) and p-value (paired permutation test). Rows run on different splits
+    are refused.
+
+    Example: jftzoo results compare --a fusion=concat --b fusion=text-only --metric auc
+    """
+    from jftzoo.bench.compare import paired_compare, parse_selector, select_row
+    from jftzoo.bench.report import summarize
+
+    folder = Path(results)
+    records = _load_records(folder)
+    rows = summarize(records)
+    row_a = select_row(rows, parse_selector(sel_a), "a")
+    row_b = select_row(rows, parse_selector(sel_b), "b")
+
+    def of(row: dict[str, Any]) -> list[dict[str, Any]]:
+        return [r for r in records if r.get("config_hash") == row["config_hash"]]
+
+    result = paired_compare(folder, row_a, row_b, of(row_a), of(row_b), metric, resamples, seed)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    out, _ = _consoles()
+    from jftzoo.bench.compare import describe
+
+    out.print(f"A: {describe(row_a)}\nB: {describe(row_b)}", highlight=False)
+    out.print(f"{metric}: A {result.a_mean:.4f}, B {result.b_mean:.4f}; A - B = {result.diff:+.4f}, 95 % CI "
+              f"[{result.ci95[0]:+.4f}, {result.ci95[1]:+.4f}], p = {result.p_value:.4f} "
+              f"({result.n_pairs} paired test records over {result.n_splits} split(s), {resamples} resamples)",
+              highlight=False)
+
+
+@results_group.command("merge")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--into", "into", required=True, type=click.Path(file_okay=False),
+              help="The store to add them to (created if missing).")
+@click.option("--wait", is_flag=True, help="If a bench is writing --into, wait for it to end instead of exiting 1.")
+def results_merge_cmd(sources: Sequence[str], into: str, wait: bool) -> None:
+    """Add the records of other results stores (another machine's, another --out's) to --into.
+
+    Records keep their keys and say where they were made (device, machine, versions); their predictions
+    and split manifests come with them, checked first. Records --into already holds are skipped, so
+    merging again adds nothing.
+
+    Example: jftzoo results merge gpu-run/ --into benchmarks/results/mvsa_single
+    """
+    from jftzoo.bench.merge import merge_store
+
+    _, err = _consoles()
+    for source in sources:
+        report = merge_store(source, into, wait=wait,
+                             on_wait=lambda who: err.print(f"waiting for {who} to finish with {into}", highlight=False))
+        err.print(f"{source}: merged {len(report.merged)} record(s) into {into} ({report.already} already there; "
+                  f"{report.predictions} prediction file(s), {len(report.manifests)} split manifest(s) copied)",
+                  highlight=False)
+    err.print(f"see them: jftzoo results show --results {into}", highlight=False)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(results_group)

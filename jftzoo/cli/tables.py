@@ -1,0 +1,54 @@
+"""What `bench` and `results` both print: the rows table (rich), and the consoles and options they share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+DEFAULT_OUT = "jftzoo-bench"
+ENSEMBLE_OPTION = click.option("--ensemble", is_flag=True, help="Add ensemble(a+b+...) rows: the fusion heads' test "
+                               "probabilities averaged per record on each split (from stored predictions).")
+
+
+
+def _consoles() -> tuple[Any, Any]:
+    from jftzoo.cli.app import _stderr, _stdout
+
+    return _stdout(), _stderr()
+
+
+
+def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
+    from rich.table import Table
+
+    from jftzoo.bench.report import TABLE_COLUMNS, best_in_columns, protocol_line, table_cells, table_columns
+
+    best = best_in_columns(rows)
+    table = Table(title=f"{dataset} — {protocol_line(rows)}", title_justify="left")
+    columns = table_columns(rows)
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="right" if i >= 5 else "left")
+    for i, r in enumerate(rows):
+        cells = table_cells(r, best, i, lambda t: f"[bold green]{t}[/bold green]", len(columns) > len(TABLE_COLUMNS))
+        if r["status"] != "ok":
+            cells[2] = f"[yellow]{cells[2]}[/yellow]"
+        table.add_row(*cells)
+    return table
+
+
+def _print_tables(rows: list[dict[str, Any]]) -> None:
+    from jftzoo.bench.report import NOTES, SHARE_NOTE
+
+    out, _ = _consoles()
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        out.print(_table([r for r in rows if r["dataset"] == dataset], dataset))
+    for note in NOTES:
+        out.print(note, highlight=False)
+    if any(r.get("text_share") is not None for r in rows):
+        out.print(SHARE_NOTE, highlight=False)
+    if any(r["weights"] == "random" for r in rows):
+        out.print("(random) = built with random weights (--random-init): exercises the grid, not a result.")
+    if any(r.get("outdated") for r in rows):
+        out.print("(jftzoo X) = made by an older jftzoo version: not comparable, never picked as best.",
+                  highlight=False)
