@@ -39,6 +39,17 @@ def setting(record: dict[str, Any]) -> str:
     return ", ".join(diff) or "defaults"
 
 
+def ran_on(records: list[dict[str, Any]]) -> str:
+    """Where a row's records were trained: CPU, or the GPU's model (records name their device and machine)."""
+    names = set()
+    for x in records:
+        if str(x.get("device", "cpu")).startswith("cuda"):
+            names.add(str(x.get("machine", "")).rsplit(", ", 1)[-1].replace("NVIDIA ", "").split(" ")[0] or "GPU")
+        else:
+            names.add("CPU")
+    return "+".join(sorted(names))
+
+
 def fmt(row: dict[str, Any], metric: str) -> str:
     mean, sd, ci = row.get(f"{metric}_mean"), row.get(f"{metric}_std"), row.get(f"{metric}_ci95")
     if mean is None:
@@ -78,13 +89,13 @@ def main() -> None:
             continue
         lines += [f"## {PROTOCOL[groups]}", "",
                   "| mode | fusion | setting | seeds | accuracy | weighted-F1 | macro-F1 | AUC | val accuracy "
-                  "| train min |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| train min | ran on |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in part:
             first = by_hash[r["config_hash"]][0]
             minutes = sum(x.get("train_s", x.get("wall_s", 0.0)) for x in by_hash[r["config_hash"]]) / 60
             lines.append(f"| {r['mode']} | {r['fusion']} | {setting(first)} | {r['n_seeds']} | "
                          f"{fmt(r, 'accuracy')} | {fmt(r, 'f1_weighted')} | {fmt(r, 'f1_macro')} | {fmt(r, 'auc')} | "
-                         f"{fmt(r, 'val_accuracy')} | {minutes:.1f} |")
+                         f"{fmt(r, 'val_accuracy')} | {minutes:.1f} | {ran_on(by_hash[r['config_hash']])} |")
         lines.append("")
         base = next((r for r in part if r["fusion"] == "concat" and r["mode"] == "frozen"
                      and setting(by_hash[r["config_hash"]][0]) == "defaults"), None)
@@ -104,8 +115,10 @@ def main() -> None:
             c = paired_compare(args.results, r, base, a, b, "accuracy", args.resamples).to_dict()
             c["groups"], c["setting"] = groups, setting(a[0])
             comparisons.append(c)
-            rows_cmp.append(f"| {r['mode']} {r['fusion']} ({c['setting']}) | {c['a_mean']:.3f} | {c['b_mean']:.3f} | "
-                            f"{c['diff']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {c['p_value']:.3f} | "
+            where = "" if ran_on(a) == "CPU" else f", {ran_on(a)}"
+            rows_cmp.append(f"| {r['mode']} {r['fusion']} ({c['setting']}{where}) | {c['a_mean']:.3f} | "
+                            f"{c['b_mean']:.3f} | {c['diff']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | "
+                            f"{c['p_value']:.3f} | "
                             f"{c['n_pairs']} ({c['n_splits']}) |")
         lines += ["Paired against frozen concat (defaults) on the same test records: accuracy diff, 95 % CI from a "
                   f"paired bootstrap within splits, p from a paired permutation test ({args.resamples} resamples).",

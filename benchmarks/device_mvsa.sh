@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The MVSA-Single fine-tuned rows that need a GPU (issue 13): joint fine-tuning of both encoders is
+# hours per seed on this project's 2-core CPUs and minutes on one GPU. Run from the repository root on a
+# machine with a CUDA GPU, torch, timm, transformers and sentence-transformers, and nothing else:
+#
+#   PACK=<folder holding the pack's parts p1..pN> DEADLINE=<seconds> benchmarks/device_mvsa.sh
+#
+# The pack (made by benchmarks/device_pack.sh) is a gzipped tar of the MVSA-Single pairs the merge label policy
+# keeps (files exactly as in ../shared/data/mvsa_single) and the wheels this project needs beyond that
+# image (lmdb, captum, emoji, platformdirs and the two offline weight packages). The data is placed at
+# ../shared/data/mvsa_single, so records name the same dataset as the CPU runs and the splits (seeded,
+# written as manifests) are the same. STEPS (';'-separated bench options, each naming its --seeds) run at
+# once, each into a copy of benchmarks/results/mvsa_single (cells already there are skipped); a bench
+# stopped by DEADLINE keeps every finished cell. `jftzoo results merge` joins them, and the new records,
+# predictions and manifests are written to $OUT/store.tar; here, merge that with
+#   mkdir -p /tmp/gpu && tar xf store.tar -C /tmp/gpu && jftzoo results merge /tmp/gpu/tmp/new --into ...
+set -u
+start=$(date +%s)
+deadline=$((start + ${DEADLINE:-540}))
+mkdir -p /tmp/x && cat "$PACK"/p* | tar xz -C /tmp/x || exit 1
+[ -n "${NO_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /tmp/x/wheels/*.whl \
+    || exit 1
+export PYTHONPATH=$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p ../shared/data && { [ -e ../shared/data/mvsa_single ] || ln -s /tmp/x/data/mvsa_single ../shared/data/mvsa_single; }
+nvidia-smi 2>/dev/null --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, timm, transformers, sentence_transformers as s; print('torch', torch.__version__, \
+'timm', timm.__version__, 'transformers', transformers.__version__, 'sentence-transformers', s.__version__)"
+O=${STORE:-benchmarks/results/mvsa_single}
+D=mvsa-single:../shared/data/mvsa_single
+cp $O/results.jsonl /tmp/before.jsonl
+run() {  # one bench in its own store (a copy of $O, so cells already there are skipped), bounded by the deadline
+    local i=$1; shift
+    local left=$((deadline - $(date +%s)))
+    if [ $left -lt 30 ]; then echo "skipped (deadline): $*"; return; fi
+    rm -rf /tmp/stores/$i && mkdir -p /tmp/stores && cp -r $O /tmp/stores/$i && rm -f /tmp/stores/$i/.jftzoo.lock*
+    echo "== $(date +%T) [$i] bench $* (at most ${left}s)"
+    timeout --signal=INT --kill-after=20 $left python3 -m jftzoo bench --data $D --split 8:1:1 \
+        --device ${DEVICE:-cuda} --image-cache --out /tmp/stores/$i "$@" 2>&1 | grep -v "busy with" | sed "s/^/[$i] /"
+}
+# Steps are separated by ';' and run at once, each its own process: one bench at batch 16 leaves most of a
+# GPU idle (~150-450 samples/s on an H100), so several share it; WORKERS loader processes each.
+IFS=';' read -ra steps <<< "${STEPS:---groups none --fusion concat --recipe best --seeds 0,1,2,3,4}"
+i=0
+for s in "${steps[@]}"; do
+    i=$((i + 1))
+    # shellcheck disable=SC2086
+    run $i $s ${WORKERS:+--workers $WORKERS} &
+done
+wait
+for store in /tmp/stores/*; do python3 -m jftzoo results merge "$store" --into $O; done
+# what this run added, as a store of its own: the new records with their prediction files and manifests
+O=$O python3 - <<'EOF'
+import json, os, shutil
+from pathlib import Path
+before = {json.loads(l)["key"] for l in open("/tmp/before.jsonl")}
+src, new = Path(os.environ["O"]), Path("/tmp/new")
+lines = [l for l in open(src / "results.jsonl") if json.loads(l)["key"] not in before]
+shutil.rmtree(new, ignore_errors=True)
+(new / "predictions").mkdir(parents=True)
+(new / "splits").mkdir()
+for line in lines:
+    r = json.loads(line)
+    for rel in ((r.get("predictions") or {}).get("file"), (r.get("split") or {}).get("manifest")):
+        if rel:
+            shutil.copy2(src / rel, new / rel)
+(new / "results.jsonl").write_text("".join(lines))
+print(len(lines), "new records")
+EOF
+tar cf "$OUT/store.tar" -C / tmp/new
+echo "done in $(( $(date +%s) - start ))s"
