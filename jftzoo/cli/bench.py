@@ -14,7 +14,7 @@ import click
 
 from jftzoo.bench.grid import DEFAULT_DATA, DEFAULT_FUSIONS, DEFAULT_TEXT, DEFAULT_VISION, MODES
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
-from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, _consoles, _print_tables
+from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, consoles, print_tables
 from jftzoo.errors import UsageError
 
 
@@ -63,7 +63,7 @@ class _BenchProgress:
     def __init__(self, enabled: bool, log_json: str | None = None, heartbeat_s: float = 30.0) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        _, err = _consoles()
+        _, err = consoles()
         self.tty = sys.stderr.isatty()
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), console=err, transient=True,
@@ -441,7 +441,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     if protocol == "paper":  # only the paper's method/mode pairs
         wanted = {(f, m) for _, f, _, _, m in paper_methods(config.text[0], config.vision[0])}
         cells = [c for c in cells if (c.fusion, c.mode) in wanted]
-    _, stderr = _consoles()
+    _, stderr = consoles()
     heartbeat = float(os.environ.get("JFTZOO_HEARTBEAT_S", "30"))  # seconds between "still running" log lines
     from jftzoo.cli.app import interruptible
 
@@ -474,7 +474,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
         if table is not None:
             _print_paper(table)
         else:
-            _print_tables(rows)
+            print_tables(rows)
     for data, problems in report.bad_records.items():
         shown = "; ".join(str(p) for p in problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10
                                                              else "")
@@ -502,7 +502,7 @@ def _print_paper(table: list[list[str]]) -> None:
 
     from jftzoo.bench.report import PAPER_NOTES
 
-    out, _ = _consoles()
+    out, _ = consoles()
     header, *body = table
     t = Table(title="Table 1 (AUC, mean ± std over folds)", title_justify="left")
     t.add_column(header[0])

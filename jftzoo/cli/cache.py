@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from jftzoo.cli.tables import _consoles
+from jftzoo.cli.tables import consoles
 from jftzoo.errors import UsageError
 
 
@@ -39,7 +39,7 @@ def cache_info_cmd(as_json: bool) -> None:
             {"kind": kind, "encoder": i.encoder, "fingerprint": i.fingerprint, "entries": i.entries, "bytes": i.bytes}
             for kind, i in items]}, indent=2))
         return
-    out, _ = _consoles()
+    out, _ = consoles()
     out.print(f"cache: {cache_dir()}", highlight=False)
     table = Table("kind", "encoder", "fingerprint", "entries", "size")
     for kind, i in items:
@@ -71,7 +71,7 @@ def cache_verify_cmd(keep: bool, as_json: bool) -> None:
             kind: {"checked": n, "corrupt": bad[kind], "temporary_files": [str(p) for p in tmp]}
             for kind, (n, _, tmp) in report.items()}, "removed": not keep}, indent=2))
     else:
-        out, _ = _consoles()
+        out, _ = consoles()
         for kind, (n, corrupt, tmp) in report.items():
             out.print(f"{kind}: {n} entries checked, {len(corrupt)} corrupt, {len(tmp)} temporary file(s) of "
                       "interrupted writes", highlight=False)
@@ -103,7 +103,7 @@ def cache_clear_cmd(encoder: str | None, kind: str) -> None:
     if kind in ("all", "embeddings"):
         n, b = ShardedCache().clear(encoder)
         entries, size = entries + n, size + b
-    _, err = _consoles()
+    _, err = consoles()
     err.print(f"removed {entries} entries ({size / 2**20:.1f} MiB)", highlight=False)
 
 
@@ -124,7 +124,7 @@ def cache_prune_cmd(older_than: str) -> None:
         raise UsageError(f"--older-than {older_than!r}: give a number of days, or Nd, Nh or Nm (e.g. 30d, 12h)")
     seconds = float(found.group(1)) * {"d": 86400, "": 86400, "h": 3600, "m": 60}[found.group(2)]
     removed = ShardedCache().prune(seconds) + DiskCache().prune(seconds)
-    _, err = _consoles()
+    _, err = consoles()
     err.print(f"removed {removed} entries written more than {older_than} ago", highlight=False)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, _consoles, _print_tables
+from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, consoles, print_tables
 from jftzoo.errors import JftzooError, UsageError
 
 
@@ -67,7 +67,7 @@ def results_show_cmd(results: str, as_json: bool, ensemble: bool) -> None:
     if as_json:
         click.echo(to_json(rows))
     else:
-        _print_tables(rows)
+        print_tables(rows)
 
 
 @results_group.command("export")
@@ -96,7 +96,7 @@ def results_export_cmd(results: str, fmt: Sequence[str], out: str, ensemble: boo
     png = heatmap(rows, folder / "heatmap.png")
     if png:
         written.append(str(png))
-    _, err = _consoles()
+    _, err = consoles()
     err.print("wrote " + ", ".join(written), highlight=False)
 
 
@@ -165,7 +165,7 @@ def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resam
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    out, _ = _consoles()
+    out, _ = consoles()
     from jftzoo.bench.compare import describe
 
     out.print(f"A: {describe(row_a)}\nB: {describe(row_b)}", highlight=False)
@@ -191,7 +191,7 @@ def results_merge_cmd(sources: Sequence[str], into: str, wait: bool) -> None:
     """
     from jftzoo.bench.merge import merge_store
 
-    _, err = _consoles()
+    _, err = consoles()
     for source in sources:
         report = merge_store(source, into, wait=wait,
                              on_wait=lambda who: err.print(f"waiting for {who} to finish with {into}", highlight=False))

@@ -11,15 +11,13 @@ ENSEMBLE_OPTION = click.option("--ensemble", is_flag=True, help="Add ensemble(a+
                                "probabilities averaged per record on each split (from stored predictions).")
 
 
-
-def _consoles() -> tuple[Any, Any]:
+def consoles() -> tuple[Any, Any]:
     from jftzoo.cli.app import _stderr, _stdout
 
     return _stdout(), _stderr()
 
 
-
-def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
+def rows_table(rows: list[dict[str, Any]], dataset: str) -> Any:
     from rich.table import Table
 
     from jftzoo.bench.report import TABLE_COLUMNS, best_in_columns, protocol_line, table_cells, table_columns
@@ -37,12 +35,12 @@ def _table(rows: list[dict[str, Any]], dataset: str) -> Any:
     return table
 
 
-def _print_tables(rows: list[dict[str, Any]]) -> None:
+def print_tables(rows: list[dict[str, Any]]) -> None:
     from jftzoo.bench.report import NOTES, SHARE_NOTE
 
-    out, _ = _consoles()
+    out, _ = consoles()
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        out.print(_table([r for r in rows if r["dataset"] == dataset], dataset))
+        out.print(rows_table([r for r in rows if r["dataset"] == dataset], dataset))
     for note in NOTES:
         out.print(note, highlight=False)
     if any(r.get("text_share") is not None for r in rows):

@@ -12,7 +12,7 @@ import click
 
 from jftzoo.cli.bench import _seeds, _split_commas, recipe_options, speed_options
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
-from jftzoo.cli.tables import DEFAULT_OUT, _consoles
+from jftzoo.cli.tables import DEFAULT_OUT, consoles
 from jftzoo.errors import UsageError
 
 
@@ -22,7 +22,7 @@ class _TuneProgress:
     def __init__(self, enabled: bool, metric: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        _, self.console = _consoles()
+        _, self.console = consoles()
         self.enabled = enabled
         self.metric = metric
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -143,7 +143,7 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
         raise click.ClickException("no trial finished: nothing to report (see the trial lines above)") from None
     best_cfg = best_config(tuning, result)
     command = bench_command(best_cfg)
-    out_stream, _ = _consoles()
+    out_stream, _ = consoles()
     if as_json:
         click.echo(json.dumps({"study": result.study_name, "metric": metric, "best_value": best.value,
                                "best_trial": best.number, "params": best.params, "bench_command": command,
