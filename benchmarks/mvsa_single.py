@@ -80,7 +80,7 @@ def main() -> None:
     if short:
         lines += ["**PARTIAL:** rows with fewer than 5 seeds so far: " + "; ".join(
             f"{r['groups']} {r['mode']} {r['fusion']} ({r['n_seeds']}/5)" for r in short)
-            + ". The commands below resume where they stopped.", ""]
+            + ". The commands above resume where they stopped.", ""]
     comparisons = []
     for groups in ("none", "near-duplicates"):
         part = [r for r in rows if r["groups"] == groups]
