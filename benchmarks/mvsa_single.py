@@ -50,6 +50,34 @@ def ran_on(records: list[dict[str, Any]]) -> str:
     return "+".join(sorted(names))
 
 
+def chosen_on_validation(part: list[dict[str, Any]], by_hash: dict[str, list[dict[str, Any]]]) -> str:
+    """Which row validation picks, compared on the same seeds: rows run on different seeds are not comparable
+    by their means, so the ranking uses the seeds that every row with at least 2 seeds has."""
+    candidates = [r for r in part if r["fusion"] != "majority" and not r["fusion"].startswith("ensemble")]
+    per_seed = {r["config_hash"]: {x["seed"]: x["val_metrics"]["accuracy"] for x in by_hash[r["config_hash"]]
+                                   if x.get("val_metrics")} for r in candidates}
+    ranked = [r for r in candidates if len(per_seed[r["config_hash"]]) >= 2]
+    if not ranked:
+        return ""
+    common = set.intersection(*(set(per_seed[r["config_hash"]]) for r in ranked))
+    if not common:
+        return ""
+
+    def val(r: dict[str, Any]) -> float:
+        return sum(per_seed[r["config_hash"]][s] for s in common) / len(common)
+
+    def test(r: dict[str, Any]) -> float:
+        got = {x["seed"]: x["metrics"]["accuracy"] for x in by_hash[r["config_hash"]]}
+        return sum(got[s] for s in common) / len(common)
+
+    ranked.sort(key=val, reverse=True)
+    left_out = [f"{r['mode']} {r['fusion']}" for r in candidates if r not in ranked]
+    top = "; ".join(f"{r['mode']} {r['fusion']} {val(r):.3f} (its test {test(r):.3f})" for r in ranked[:3])
+    return (f"Chosen on validation (mean validation accuracy over seeds {', '.join(map(str, sorted(common)))}, which "
+            f"every row with at least 2 seeds has): {top}."
+            + (f" Not ranked yet (one seed): {', '.join(left_out)}." if left_out else ""))
+
+
 def fmt(row: dict[str, Any], metric: str) -> str:
     mean, sd, ci = row.get(f"{metric}_mean"), row.get(f"{metric}_std"), row.get(f"{metric}_ci95")
     if mean is None:
@@ -97,6 +125,9 @@ def main() -> None:
                          f"{fmt(r, 'accuracy')} | {fmt(r, 'f1_weighted')} | {fmt(r, 'f1_macro')} | {fmt(r, 'auc')} | "
                          f"{fmt(r, 'val_accuracy')} | {minutes:.1f} | {ran_on(by_hash[r['config_hash']])} |")
         lines.append("")
+        choice = chosen_on_validation(part, by_hash)
+        if choice:
+            lines += [choice, ""]
         base = next((r for r in part if r["fusion"] == "concat" and r["mode"] == "frozen"
                      and setting(by_hash[r["config_hash"]][0]) == "defaults"), None)
         if base is None:
