@@ -28,13 +28,14 @@ python3 -c "import torch, timm, transformers, sentence_transformers as s; print(
 O=${STORE:-benchmarks/results/mvsa_single}
 D=mvsa-single:../shared/data/mvsa_single
 cp $O/results.jsonl /tmp/before.jsonl
-run() {  # one bench in its own store (a copy of $O, so cells already there are skipped), bounded by the deadline
+run() {  # one bench in its own store (a copy of $O, so cells already there are skipped), bounded by the deadline;
+    # SIGTERM, not SIGINT, at the deadline: a background job starts with SIGINT ignored, the bench handles both
     local i=$1; shift
     local left=$((deadline - $(date +%s)))
     if [ $left -lt 30 ]; then echo "skipped (deadline): $*"; return; fi
     rm -rf /tmp/stores/$i && mkdir -p /tmp/stores && cp -r $O /tmp/stores/$i && rm -f /tmp/stores/$i/.jftzoo.lock*
     echo "== $(date +%T) [$i] bench $* (at most ${left}s)"
-    timeout --signal=INT --kill-after=20 $left python3 -m jftzoo bench --data $D --split 8:1:1 \
+    timeout --signal=TERM --kill-after=20 $left python3 -m jftzoo bench --data $D --split 8:1:1 \
         --device ${DEVICE:-cuda} --image-cache --out /tmp/stores/$i "$@" 2>&1 | grep -v "busy with" | sed "s/^/[$i] /"
 }
 # Steps are separated by ';' and run at once, each its own process: one bench at batch 16 leaves most of a
