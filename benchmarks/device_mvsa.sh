@@ -28,6 +28,8 @@ python3 -c "import torch, timm, transformers, sentence_transformers as s; print(
 O=${STORE:-benchmarks/results/mvsa_single}
 D=mvsa-single:../shared/data/mvsa_single
 cp $O/results.jsonl /tmp/before.jsonl
+# PROFILE=1: first, alone on the GPU, where a joint step's time goes (benchmarks/gpu_joint_profile.py, ~1 min)
+[ -z "${PROFILE:-}" ] || python3 benchmarks/gpu_joint_profile.py --n 1024 2>&1 | tee "$OUT/profile.txt"
 run() {  # one bench in its own store (a copy of $O, so cells already there are skipped), bounded by the deadline;
     # SIGTERM, not SIGINT, at the deadline: a background job starts with SIGINT ignored, the bench handles both
     local i=$1; shift
