@@ -1,8 +1,9 @@
 """Where a joint training step's time goes. On a lent H100 the MVSA-Single joint runs trained at only
 148-440 samples/s with at most 1.5 GB of GPU memory used (docs/speed.md): this splits that time into the
 host pipeline alone (tokenising, decoding, transforms, in DataLoader workers as the trainer runs them
-without --image-cache), the step alone on batches already on the device (with and without reading the loss every step, which
-makes the host wait for the GPU, as the trainer's loop does), and both together, side by side in one run.
+without --image-cache), the step alone on batches already on the device (with and without reading the loss
+every step, which makes the host wait for the GPU, as the trainer's loop does), and both together, side by
+side in one run.
 
 Usage: python benchmarks/gpu_joint_profile.py [--device cuda] [--n 1024] [--batch-size 16] [--workers 8]
 MiniLM-L6 + EfficientNet-Lite0 (their offline weights), concat head, real MVSA-Single posts
