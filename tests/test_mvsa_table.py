@@ -1,0 +1,45 @@
+"""The MVSA answer table's choices (benchmarks/mvsa_single.py): what validation picks, and where a row ran."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mvsa_single.py"
+spec = importlib.util.spec_from_file_location("mvsa_single_table", SCRIPT)
+table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(table)
+
+
+def _records(config: str, vals: dict[int, float], tests: dict[int, float], device: str = "cpu") -> list[dict]:
+    machine = "x86_64, 16 torch threads, NVIDIA H100 80GB HBM3" if device == "cuda" else "x86_64, 1 torch threads"
+    return [{"config_hash": config, "seed": s, "val_metrics": {"accuracy": v}, "metrics": {"accuracy": tests[s]},
+             "device": device, "machine": machine} for s, v in vals.items()]
+
+
+def _row(config: str, mode: str, fusion: str) -> dict:
+    return {"config_hash": config, "mode": mode, "fusion": fusion}
+
+
+def test_validation_picks_on_the_seeds_every_ranked_row_has_never_on_test():
+    by_hash = {
+        # frozen: 5 seeds; best on seeds 2-4, which the joint row lacks; worse than joint on seeds 0-1
+        "f": _records("f", {0: 0.70, 1: 0.70, 2: 0.90, 3: 0.90, 4: 0.90}, {0: 0.80, 1: 0.80, 2: 0.8, 3: 0.8, 4: 0.8}),
+        # joint: 2 seeds, better validation on those, worse test
+        "j": _records("j", {0: 0.75, 1: 0.75}, {0: 0.70, 1: 0.70}, device="cuda"),
+        "t": _records("t", {0: 0.99}, {0: 0.99}),  # one seed: not ranked
+        "m": _records("m", {0: 0.99, 1: 0.99}, {0: 0.5, 1: 0.5}),  # the majority baseline: never a candidate
+    }
+    part = [_row("f", "frozen", "concat"), _row("j", "joint", "concat"), _row("t", "top-k", "concat"),
+            _row("m", "frozen", "majority")]
+    line = table.chosen_on_validation(part, by_hash)
+    assert "over seeds 0, 1," in line
+    assert line.index("joint concat 0.750 (its test 0.700)") < line.index("frozen concat 0.700 (its test 0.800)")
+    assert "Not ranked yet (one seed): top-k concat." in line and "majority" not in line
+
+
+def test_ran_on_names_the_gpu_model_or_cpu():
+    assert table.ran_on(_records("j", {0: 0.7}, {0: 0.7}, device="cuda")) == "H100"
+    assert table.ran_on(_records("f", {0: 0.7}, {0: 0.7})) == "CPU"
+    both = _records("j", {0: 0.7}, {0: 0.7}, device="cuda") + _records("f", {1: 0.7}, {1: 0.7})
+    assert table.ran_on(both) == "CPU+H100"
