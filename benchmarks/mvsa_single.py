@@ -51,31 +51,50 @@ def ran_on(records: list[dict[str, Any]]) -> str:
 
 
 def chosen_on_validation(part: list[dict[str, Any]], by_hash: dict[str, list[dict[str, Any]]]) -> str:
-    """Which row validation picks, compared on the same seeds: rows run on different seeds are not comparable
-    by their means, so the ranking uses the seeds that every row with at least 2 seeds has."""
+    """Which row validation picks. Rows run on different seeds are not comparable by their means, so each pair
+    of rows is compared on the seeds both have (at least 2): a row's score is the pairs it wins minus those it
+    loses on mean validation accuracy (a Copeland ranking); test figures are shown, never used."""
     candidates = [r for r in part if r["fusion"] != "majority" and not r["fusion"].startswith("ensemble")]
-    per_seed = {r["config_hash"]: {x["seed"]: x["val_metrics"]["accuracy"] for x in by_hash[r["config_hash"]]
-                                   if x.get("val_metrics")} for r in candidates}
-    ranked = [r for r in candidates if len(per_seed[r["config_hash"]]) >= 2]
-    if not ranked:
+    val = {r["config_hash"]: {x["seed"]: x["val_metrics"]["accuracy"] for x in by_hash[r["config_hash"]]
+                              if x.get("val_metrics")} for r in candidates}
+    test = {r["config_hash"]: {x["seed"]: x["metrics"]["accuracy"] for x in by_hash[r["config_hash"]]}
+            for r in candidates}
+
+    def mean(scores: dict[int, float], seeds: set[int]) -> float:
+        return sum(scores[s] for s in seeds) / len(seeds)
+
+    def name(r: dict[str, Any]) -> str:
+        return f"{r['mode']} {r['fusion']}"
+
+    score = {r["config_hash"]: 0 for r in candidates}
+    compared = {r["config_hash"]: 0 for r in candidates}
+    for a in candidates:
+        for b in candidates:
+            shared = set(val[a["config_hash"]]) & set(val[b["config_hash"]])
+            if a is b or len(shared) < 2:
+                continue
+            compared[a["config_hash"]] += 1
+            diff = mean(val[a["config_hash"]], shared) - mean(val[b["config_hash"]], shared)
+            score[a["config_hash"]] += (diff > 0) - (diff < 0)
+    ranked = sorted((r for r in candidates if compared[r["config_hash"]]), key=lambda r: score[r["config_hash"]],
+                    reverse=True)
+    if len(ranked) < 2:
         return ""
-    common = set.intersection(*(set(per_seed[r["config_hash"]]) for r in ranked))
-    if not common:
-        return ""
-
-    def val(r: dict[str, Any]) -> float:
-        return sum(per_seed[r["config_hash"]][s] for s in common) / len(common)
-
-    def test(r: dict[str, Any]) -> float:
-        got = {x["seed"]: x["metrics"]["accuracy"] for x in by_hash[r["config_hash"]]}
-        return sum(got[s] for s in common) / len(common)
-
-    ranked.sort(key=val, reverse=True)
-    left_out = [f"{r['mode']} {r['fusion']}" for r in candidates if r not in ranked]
-    top = "; ".join(f"{r['mode']} {r['fusion']} {val(r):.3f} (its test {test(r):.3f})" for r in ranked[:3])
-    return (f"Chosen on validation (mean validation accuracy over seeds {', '.join(map(str, sorted(common)))}, which "
-            f"every row with at least 2 seeds has): {top}."
-            + (f" Not ranked yet (one seed): {', '.join(left_out)}." if left_out else ""))
+    first, second = ranked[0], ranked[1]
+    shared = set(val[first["config_hash"]]) & set(val[second["config_hash"]])
+    head = (f"Chosen on validation (each pair of rows compared on the seeds both have, at least 2; wins minus "
+            f"losses): {name(first)} ({score[first['config_hash']]:+d} of {compared[first['config_hash']]} pairs), "
+            "then "
+            + ", ".join(f"{name(r)} ({score[r['config_hash']]:+d})" for r in ranked[1:4]) + ".")
+    if len(shared) >= 2:
+        seeds = ", ".join(map(str, sorted(shared)))
+        head += (f" {name(first)} against {name(second)} on seeds {seeds}: validation "
+                 f"{mean(val[first['config_hash']], shared):.3f} vs {mean(val[second['config_hash']], shared):.3f} "
+                 f"(their test {mean(test[first['config_hash']], shared):.3f} vs "
+                 f"{mean(test[second['config_hash']], shared):.3f}).")
+    left_out = [name(r) for r in candidates if not compared[r["config_hash"]]]
+    return head + (f" Not ranked yet (fewer than 2 seeds shared with any row): {', '.join(left_out)}."
+                   if left_out else "")
 
 
 def fmt(row: dict[str, Any], metric: str) -> str:

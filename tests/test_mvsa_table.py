@@ -21,21 +21,32 @@ def _row(config: str, mode: str, fusion: str) -> dict:
     return {"config_hash": config, "mode": mode, "fusion": fusion}
 
 
-def test_validation_picks_on_the_seeds_every_ranked_row_has_never_on_test():
+def test_validation_picks_comparing_rows_on_the_seeds_they_share_never_on_test():
     by_hash = {
-        # frozen: 5 seeds; best on seeds 2-4, which the joint row lacks; worse than joint on seeds 0-1
+        # frozen: 5 seeds; best on seeds 2-4, which the joint row lacks; worse than joint on seeds 0-1, better on test
         "f": _records("f", {0: 0.70, 1: 0.70, 2: 0.90, 3: 0.90, 4: 0.90}, {0: 0.80, 1: 0.80, 2: 0.8, 3: 0.8, 4: 0.8}),
-        # joint: 2 seeds, better validation on those, worse test
         "j": _records("j", {0: 0.75, 1: 0.75}, {0: 0.70, 1: 0.70}, device="cuda"),
-        "t": _records("t", {0: 0.99}, {0: 0.99}),  # one seed: not ranked
+        # seeds 2-3: shares 2 seeds with frozen (which it beats there), none with joint
+        "k": _records("k", {2: 0.95, 3: 0.95}, {2: 0.60, 3: 0.60}),
+        "t": _records("t", {0: 0.99}, {0: 0.99}),  # one seed: compared with nothing
         "m": _records("m", {0: 0.99, 1: 0.99}, {0: 0.5, 1: 0.5}),  # the majority baseline: never a candidate
     }
-    part = [_row("f", "frozen", "concat"), _row("j", "joint", "concat"), _row("t", "top-k", "concat"),
-            _row("m", "frozen", "majority")]
+    part = [_row("f", "frozen", "concat"), _row("j", "joint", "concat"), _row("k", "top-k", "concat"),
+            _row("t", "top-k", "late"), _row("m", "frozen", "majority")]
     line = table.chosen_on_validation(part, by_hash)
-    assert "over seeds 0, 1," in line
-    assert line.index("joint concat 0.750 (its test 0.700)") < line.index("frozen concat 0.700 (its test 0.800)")
-    assert "Not ranked yet (one seed): top-k concat." in line and "majority" not in line
+    # joint beats frozen on seeds 0-1 (+1 of 1); top-k beats frozen on seeds 2-3 (+1 of 1); frozen loses both (-2)
+    assert line.startswith("Chosen on validation") and "frozen concat (-2)" in line
+    assert "joint concat (+1 of 1 pairs)" in line or "top-k concat (+1 of 1 pairs)" in line
+    assert "Not ranked yet (fewer than 2 seeds shared with any row): top-k late." in line and "majority" not in line
+
+
+def test_the_leader_is_shown_against_the_runner_up_on_their_shared_seeds():
+    by_hash = {"f": _records("f", {0: 0.70, 1: 0.72, 2: 0.9}, {0: 0.80, 1: 0.80, 2: 0.1}),
+               "j": _records("j", {0: 0.75, 1: 0.75}, {0: 0.70, 1: 0.72})}
+    line = table.chosen_on_validation([_row("f", "frozen", "concat"), _row("j", "joint", "concat")], by_hash)
+    assert "joint concat (+1 of 1 pairs), then frozen concat (-1)." in line
+    assert ("joint concat against frozen concat on seeds 0, 1: validation 0.750 vs 0.710 "
+            "(their test 0.710 vs 0.800)") in line
 
 
 def test_ran_on_names_the_gpu_model_or_cpu():
