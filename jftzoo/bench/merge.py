@@ -12,7 +12,6 @@ Records whose key the destination already holds are skipped, so merging twice ad
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,38 +28,39 @@ class MergeReport:
     predictions: int = 0  # prediction files copied
 
 
-def _manifest_digest(path: Path) -> str:
+def _manifest_digest(path: Path, seen: dict[Path, str]) -> str:
+    """The split a manifest holds (parsed once per merge: many records name the same manifest)."""
     from jftzoo.datasets.splits import read_split
 
-    return read_split(path).digest()
+    if path not in seen:
+        seen[path] = read_split(path).digest()
+    return seen[path]
 
 
-def _check(source: Path, dest: Path, record: dict[str, Any], lineno: int) -> tuple[bytes | None, str | None]:
+def _check(source: Path, dest: Path, record: dict[str, Any], lineno: int,
+           digests: dict[Path, str]) -> tuple[bytes | None, str | None]:
     """The record's predictions bytes (checked) and its manifest's relative path (checked), or a JftzooError
     naming the record, the file and what to do."""
+    from jftzoo.bench.predictions import predictions_bytes
+
     where = f"{source / 'results.jsonl'} line {lineno} (record {str(record.get('key'))[:12]})"
     data = None
-    meta = record.get("predictions")
-    if meta:
-        path = source / meta["file"]
+    if record.get("predictions"):
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise JftzooError(f"{where}: its predictions file {path} cannot be read ({exc}); copy the whole "
-                              "source folder, predictions/ included, and merge again") from exc
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-            raise JftzooError(f"{where}: {path} does not match the digest its record stored (changed or damaged "
-                              "in transfer); copy it again from where the record was made")
+            data = predictions_bytes(source, record)
+        except JftzooError as exc:
+            raise JftzooError(f"{where}: {exc} (made on another machine: copy the whole source folder again, "
+                              "predictions/ included, and merge again)") from exc
     manifest = (record.get("split") or {}).get("manifest")
     if manifest:
         digest = record["split"].get("digest")
         src = source / manifest
         if not src.is_file():
             raise JftzooError(f"{where}: its split manifest {src} is missing; copy the source's splits/ folder too")
-        if _manifest_digest(src) != digest:
+        if _manifest_digest(src, digests) != digest:
             raise JftzooError(f"{where}: {src} does not hold the split the record names (digest {str(digest)[:16]})")
         there = dest / manifest
-        if there.is_file() and _manifest_digest(there) != digest:
+        if there.is_file() and _manifest_digest(there, digests) != digest:
             raise JftzooError(f"{where}: {there} in the destination holds another split than the record's "
                               f"{str(digest)[:16]}; these stores cannot be merged")
     return data, manifest
@@ -88,6 +88,7 @@ def merge_store(source: str | Path, dest: str | Path, wait: bool = False,
         have = target.done()
         todo: list[tuple[dict[str, Any], bytes | None, str | None]] = []
         seen: set[str] = set()
+        digests: dict[Path, str] = {}
         for lineno, record in enumerate(records, 1):
             key = record.get("key")
             if not key:
@@ -96,7 +97,7 @@ def merge_store(source: str | Path, dest: str | Path, wait: bool = False,
                 report.already += key in have
                 continue
             seen.add(key)
-            data, manifest = _check(src, dst, record, lineno)
+            data, manifest = _check(src, dst, record, lineno, digests)
             todo.append((record, data, manifest))
         for record, data, manifest in todo:  # manifest and predictions first: a record never names a missing file
             if manifest and not (dst / manifest).is_file():

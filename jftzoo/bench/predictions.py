@@ -53,6 +53,19 @@ def write_predictions(results_dir: Path, key: str, test: Predictions, val: Predi
     return {"file": f"{FOLDER}/{path.name}", "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def predictions_bytes(results_dir: Path, record: dict[str, Any]) -> bytes:
+    """The bytes of the record's predictions file, checked against the digest the record stored."""
+    path = Path(results_dir) / record["predictions"]["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JftzooError(f"predictions file {path} of record {record['key'][:12]} cannot be read: {exc}") from exc
+    if hashlib.sha256(data).hexdigest() != record["predictions"]["sha256"]:
+        raise JftzooError(f"predictions file {path} does not match the digest its record stored: it was changed or "
+                          "damaged; delete that record's line from results.jsonl and re-run `jftzoo bench`")
+    return data
+
+
 def read_predictions(results_dir: Path, record: dict[str, Any], part: str = "test") -> Predictions:
     """The record's stored predictions (`part` 'test' or 'val'), checked against the record's digest."""
     import io
@@ -63,17 +76,10 @@ def read_predictions(results_dir: Path, record: dict[str, Any], part: str = "tes
     if not meta:
         raise JftzooError(f"record {str(record.get('key'))[:12]} has no stored predictions (made by jftzoo "
                           f"{record.get('jftzoo_version', '0.1.0 or older')}); re-run its cell with `jftzoo bench`")
-    path = Path(results_dir) / meta["file"]
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JftzooError(f"predictions file {path} of record {record['key'][:12]} cannot be read: {exc}") from exc
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-        raise JftzooError(f"predictions file {path} does not match the digest its record stored: it was changed or "
-                          "damaged; delete that record's line from results.jsonl and re-run `jftzoo bench`")
+    data = predictions_bytes(Path(results_dir), record)
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         prefix = "" if part == "test" else "val_"
         if f"{prefix}ids" not in z:
-            raise JftzooError(f"{path} holds no {part} predictions")
+            raise JftzooError(f"{Path(results_dir) / meta['file']} holds no {part} predictions")
         return Predictions([str(x) for x in z["labels"]], [str(x) for x in z[f"{prefix}ids"]],
                            [int(x) for x in z[f"{prefix}true"]], z[f"{prefix}probs"])
