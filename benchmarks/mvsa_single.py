@@ -20,6 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
+MAX_MEMBERS = 3  # ensembles picked on validation: subsets of up to this many rows
 PROTOCOL = {"none": "random stratified 8:1:1 (`--groups none`, the literature's protocol)",
             "near-duplicates": "group-aware 8:1:1 (`--groups near-duplicates`: near-duplicates never cross parts)"}
 PUBLISHED = [("MultiSentiNet", 0.698), ("CoMN", 0.705), ("MGNNS", 0.738), ("CLMLF", 0.753), ("MDSE", 0.762),
@@ -30,6 +31,10 @@ def setting(record: dict[str, Any]) -> str:
     """The training fields of a record that differ from TrainConfig's defaults (what makes its row)."""
     from jftzoo.train.trainer import TrainConfig
 
+    if record.get("selection"):
+        sel = record["selection"]
+        return (f"picked on validation: best mean val {sel['metric']} of {sel['subsets']} subsets of up to "
+                f"{sel['max_members']} of {sel['candidates']} rows")
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     tc = record.get("train_config", {})
     skip = {"mode", "seed", "head", "min_epochs", "max_epochs"}
@@ -54,7 +59,8 @@ def chosen_on_validation(part: list[dict[str, Any]], by_hash: dict[str, list[dic
     """Which row validation picks. Rows run on different seeds are not comparable by their means, so each pair
     of rows is compared on the seeds both have (at least 2): a row's score is the pairs it wins minus those it
     loses on mean validation accuracy (a Copeland ranking); test figures are shown, never used."""
-    candidates = [r for r in part if r["fusion"] != "majority" and not r["fusion"].startswith("ensemble")]
+    candidates = [r for r in part if r["fusion"] != "majority" and (not r["fusion"].startswith("ensemble")
+                                                                    or by_hash[r["config_hash"]][0].get("selection"))]
     val = {r["config_hash"]: {x["seed"]: x["val_metrics"]["accuracy"] for x in by_hash[r["config_hash"]]
                               if x.get("val_metrics")} for r in candidates}
     test = {r["config_hash"]: {x["seed"]: x["metrics"]["accuracy"] for x in by_hash[r["config_hash"]]}
@@ -97,6 +103,24 @@ def chosen_on_validation(part: list[dict[str, Any]], by_hash: dict[str, list[dic
                    if left_out else "")
 
 
+def pick_lines(mixed: Any, frozen: Any) -> list[str]:
+    """What validation's ensemble search picked, over all complete rows and over frozen rows only."""
+    out = []
+    for choice, scope in ((mixed, "all rows"), (frozen, "frozen rows only")):
+        if choice is None:
+            continue
+        test = (sum(r["metrics"]["accuracy"] for r in choice.records) / len(choice.records)) if choice.records \
+            else None
+        out.append(f"Ensemble search over {scope} (every subset of up to {MAX_MEMBERS} of the {choice.candidates} "
+                   f"rows on all {len(choice.units)} splits, {choice.subsets} subsets, probabilities averaged, "
+                   f"mean validation accuracy): picks {' + '.join(choice.members)}, validation "
+                   f"{choice.val_score:.3f} (the search's maximum, so optimistic)"
+                   + (f", test {test:.3f}" if test is not None else " (a single row: no ensemble row added)")
+                   + (f". Not candidates (missing splits): {', '.join(choice.left_out)}." if choice.left_out
+                      else "."))
+    return out + ([""] if out else [])
+
+
 def fmt(row: dict[str, Any], metric: str) -> str:
     mean, sd, ci = row.get(f"{metric}_mean"), row.get(f"{metric}_std"), row.get(f"{metric}_ci95")
     if mean is None:
@@ -113,11 +137,17 @@ def main() -> None:
 
     from jftzoo.bench.compare import paired_compare
     from jftzoo.bench.ensemble import ensemble_records
+    from jftzoo.bench.ensemble_select import select_ensembles
     from jftzoo.bench.report import summarize, to_json
     from jftzoo.bench.store import ResultStore
 
     records = ResultStore(args.results).records()
     records += ensemble_records([r for r in records if r["mode"] == "frozen"], args.results)
+    picks: dict[tuple[str, str], Any] = {}  # (groups, "any"|"frozen") -> validation's pick
+    for label, modes in (("any", None), ("frozen", ("frozen",))):
+        for choice in select_ensembles(records, args.results, MAX_MEMBERS, modes=modes):
+            picks[(str(choice.protocol.get("groups")), label)] = choice
+    records += list({r["key"]: r for c in picks.values() for r in c.records}.values())
     rows = [r for r in summarize(records) if not r["outdated"]]
     by_hash: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -147,13 +177,15 @@ def main() -> None:
         choice = chosen_on_validation(part, by_hash)
         if choice:
             lines += [choice, ""]
+        lines += pick_lines(picks.get((groups, "any")), picks.get((groups, "frozen")))
         base = next((r for r in part if r["fusion"] == "concat" and r["mode"] == "frozen"
                      and setting(by_hash[r["config_hash"]][0]) == "defaults"), None)
         if base is None:
             continue
         rows_cmp = []
         for r in part:
-            if r is base or r["fusion"] in ("majority",) or r["fusion"].startswith("ensemble"):
+            if r is base or r["fusion"] in ("majority",) or (r["fusion"].startswith("ensemble")
+                                                              and not by_hash[r["config_hash"]][0].get("selection")):
                 continue
             a, b = by_hash[r["config_hash"]], by_hash[base["config_hash"]]
             common = {(x["split"]["digest"], x["fold"], x["seed"]) for x in a} & {
@@ -174,6 +206,20 @@ def main() -> None:
                   f"paired bootstrap within splits, p from a paired permutation test ({args.resamples} resamples).",
                   "", "| row | accuracy | frozen concat | diff | 95 % CI | p | pairs (splits) |",
                   "|---|---:|---:|---:|---:|---:|---:|", *rows_cmp, ""]
+        mixed, frozen = picks.get((groups, "any")), picks.get((groups, "frozen"))
+        if mixed and frozen and mixed.records and frozen.records and mixed.member_hashes != frozen.member_hashes:
+            a, b = mixed.records, frozen.records
+            row_a = next(r for r in part if r["config_hash"] == a[0]["config_hash"])
+            row_b = next(r for r in part if r["config_hash"] == b[0]["config_hash"])
+            c = paired_compare(args.results, row_a, row_b, a, b, "accuracy", args.resamples).to_dict()
+            c["groups"], c["setting"] = groups, "validation's pick against the frozen-only pick"
+            comparisons.append(c)
+            lines += ["Does fine-tuning add to ensembling? Validation's pick over all rows "
+                      f"({' + '.join(mixed.members)}"
+                      f") against its pick among frozen rows only ({' + '.join(frozen.members)}), same test records: "
+                      f"{c['a_mean']:.3f} vs {c['b_mean']:.3f}, diff {c['diff']:+.3f}, 95 % CI "
+                      f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], p {c['p_value']:.3f} "
+                      f"({c['n_pairs']} pairs, {c['n_splits']} splits).", ""]
     lines += ["Published MVSA-Single accuracies (8:1:1 random splits, larger encoders): "
               + ", ".join(f"{n} {a:.3f}" for n, a in PUBLISHED) + ".", ""]
     out = args.results.parent / f"{args.results.name}.md"

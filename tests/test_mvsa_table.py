@@ -54,3 +54,19 @@ def test_ran_on_names_the_gpu_model_or_cpu():
     assert table.ran_on(_records("f", {0: 0.7}, {0: 0.7})) == "CPU"
     both = _records("j", {0: 0.7}, {0: 0.7}, device="cuda") + _records("f", {1: 0.7}, {1: 0.7})
     assert table.ran_on(both) == "CPU+H100"
+
+
+def test_validations_ensemble_pick_competes_but_an_unselected_ensemble_does_not():
+    by_hash = {"f": _records("f", {0: 0.70, 1: 0.72}, {0: 0.80, 1: 0.80}),
+               "s": _records("s", {0: 0.80, 1: 0.80}, {0: 0.75, 1: 0.75}),
+               "e": _records("e", {0: 0.90, 1: 0.90}, {0: 0.75, 1: 0.75})}
+    for record in by_hash["s"]:
+        record["selection"] = {"on": "validation", "metric": "accuracy", "subsets": 7, "max_members": 3,
+                               "candidates": 3}
+    part = [_row("f", "frozen", "concat"), _row("s", "frozen+top-k", "ensemble(frozen svm+top-k concat)"),
+            _row("e", "frozen", "ensemble(concat+late)")]
+    line = table.chosen_on_validation(part, by_hash)
+    assert "frozen+top-k ensemble(frozen svm+top-k concat) (+1 of 1 pairs), then frozen concat (-1)." in line
+    assert "ensemble(concat+late)" not in line  # every head averaged: not a choice anyone made on validation
+    assert table.setting(by_hash["s"][0]) == ("picked on validation: best mean val accuracy of 7 subsets of up to 3 "
+                                               "of 3 rows")

@@ -56,6 +56,7 @@ def ensemble_records(records: Sequence[dict[str, Any]], results_dir: Path,
             _, vtrue, vprobs, _ = parts["val"]
             record.update({
                 "fusion": f"ensemble({'+'.join(names)})", "ensemble": True, "members": keys,
+                "predictions": {"members": [members[n]["predictions"] for n in names]},
                 "key": hashlib.sha256("\0".join(keys).encode()).hexdigest(),
                 "config_hash": hashlib.sha256("\0".join(hashes).encode()).hexdigest()[:16],
                 "metrics": evaluate(true, probs, labels), "val_metrics": evaluate(vtrue, vprobs, labels),

@@ -73,6 +73,8 @@ def read_predictions(results_dir: Path, record: dict[str, Any], part: str = "tes
     import numpy as np
 
     meta = record.get("predictions")
+    if meta and "members" in meta:  # a derived ensemble record: its members' probabilities, averaged
+        return _averaged(results_dir, record, part)
     if not meta:
         raise JftzooError(f"record {str(record.get('key'))[:12]} has no stored predictions (made by jftzoo "
                           f"{record.get('jftzoo_version', '0.1.0 or older')}); re-run its cell with `jftzoo bench`")
@@ -83,3 +85,16 @@ def read_predictions(results_dir: Path, record: dict[str, Any], part: str = "tes
             raise JftzooError(f"{Path(results_dir) / meta['file']} holds no {part} predictions")
         return Predictions([str(x) for x in z["labels"]], [str(x) for x in z[f"{prefix}ids"]],
                            [int(x) for x in z[f"{prefix}true"]], z[f"{prefix}probs"])
+
+
+def _averaged(results_dir: Path, record: dict[str, Any], part: str) -> Predictions:
+    import numpy as np
+
+    members = [read_predictions(results_dir, {"key": key, "predictions": meta}, part)
+               for key, meta in zip(record["members"], record["predictions"]["members"], strict=True)]
+    first = members[0]
+    for key, other in zip(record["members"][1:], members[1:], strict=True):
+        if other.ids != first.ids or other.true != first.true or other.labels != first.labels:
+            raise JftzooError(f"ensemble member {key[:12]} was scored on other {part} records than "
+                              f"{record['members'][0][:12]}; its members cannot be averaged")
+    return Predictions(first.labels, first.ids, first.true, np.mean([m.probs for m in members], axis=0))

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, consoles, print_tables
+from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, SELECT_ENSEMBLE_OPTION, consoles, print_tables
 from jftzoo.errors import JftzooError, UsageError
 
 
@@ -34,17 +34,28 @@ def _load_records(results: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _load_rows(results: Path, ensemble: bool = False) -> list[dict[str, Any]]:
+def _derived(records: list[dict[str, Any]], results: Path, ensemble: bool,
+             select_ensemble: int | None) -> list[dict[str, Any]]:
+    """The opt-in derived rows: heads' ensembles (`--ensemble`), validation's pick (`--select-ensemble`)."""
+    from jftzoo.bench.ensemble import ensemble_records
+    from jftzoo.bench.ensemble_select import select_ensembles
+
+    derived = ensemble_records(records, results) if ensemble else []
+    if select_ensemble:
+        _, err = consoles()
+        for choice in select_ensembles(records, results, select_ensemble):
+            err.print(choice.describe() + (f"; left out (not on all {len(choice.units)} splits): "
+                                           f"{', '.join(choice.left_out)}" if choice.left_out else ""),
+                      highlight=False)
+            derived += choice.records
+    return derived
+
+
+def _load_rows(results: Path, ensemble: bool = False, select_ensemble: int | None = None) -> list[dict[str, Any]]:
     from jftzoo.bench.report import summarize
 
     records = _load_records(results)
-    return summarize(records + (_ensembles(records, results) if ensemble else []))
-
-
-def _ensembles(records: list[dict[str, Any]], results: Path) -> list[dict[str, Any]]:
-    from jftzoo.bench.ensemble import ensemble_records
-
-    return ensemble_records(records, results)
+    return summarize(records + _derived(records, results, ensemble, select_ensemble))
 
 
 RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_default=True,
@@ -54,16 +65,17 @@ RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_
 @results_group.command("show")
 @RESULTS_OPTION
 @ENSEMBLE_OPTION
+@SELECT_ENSEMBLE_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="JSON rows: {metric}_mean, {metric}_std, {metric}_ci95 [low, high], val_{metric}_..., n_splits.")
-def results_show_cmd(results: str, as_json: bool, ensemble: bool) -> None:
+def results_show_cmd(results: str, as_json: bool, ensemble: bool, select_ensemble: int | None) -> None:
     """One row per configuration: mean, sd and 95 % CI over splits (seeds x folds).
 
     Example: jftzoo results show --results benchmarks/results/mvsa_single_frozen
     """
     from jftzoo.bench.report import to_json
 
-    rows = _load_rows(Path(results), ensemble)
+    rows = _load_rows(Path(results), ensemble, select_ensemble)
     if as_json:
         click.echo(to_json(rows))
     else:
@@ -76,7 +88,9 @@ def results_show_cmd(results: str, as_json: bool, ensemble: bool) -> None:
               show_default=True, help="Repeatable.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
 @ENSEMBLE_OPTION
-def results_export_cmd(results: str, fmt: Sequence[str], out: str, ensemble: bool) -> None:
+@SELECT_ENSEMBLE_OPTION
+def results_export_cmd(results: str, fmt: Sequence[str], out: str, ensemble: bool,
+                       select_ensemble: int | None) -> None:
     """Write results.csv / results.json / results.md (and heatmap.png) into --out.
 
     Example: jftzoo results export --format md --format json --out report/
@@ -84,7 +98,7 @@ def results_export_cmd(results: str, fmt: Sequence[str], out: str, ensemble: boo
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import to_csv, to_json, to_markdown
 
-    rows = _load_rows(Path(results), ensemble)
+    rows = _load_rows(Path(results), ensemble, select_ensemble)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     writers = {"csv": to_csv, "json": to_json, "md": to_markdown}
@@ -140,20 +154,25 @@ def results_predictions_cmd(results: str, as_json: bool) -> None:
 @click.option("--resamples", type=click.IntRange(min=99), default=1000, show_default=True,
               help="Bootstrap resamples and permutations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+@ENSEMBLE_OPTION
+@SELECT_ENSEMBLE_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resamples: int, seed: int,
-                        as_json: bool) -> None:
+                        ensemble: bool, select_ensemble: int | None, as_json: bool) -> None:
     """Paired difference A - B on the same test records and splits: diff, 95 % CI (paired bootstrap
     over records within splits) and p-value (paired permutation test). Rows run on different splits
     are refused.
 
     Example: jftzoo results compare --a fusion=concat --b fusion=text-only --metric auc
+
+    Example: jftzoo results compare --select-ensemble 3 --a mode=frozen+top-k --b fusion=concat,mode=frozen
     """
     from jftzoo.bench.compare import paired_compare, parse_selector, select_row
     from jftzoo.bench.report import summarize
 
     folder = Path(results)
     records = _load_records(folder)
+    records += _derived(records, folder, ensemble, select_ensemble)
     rows = summarize(records)
     row_a = select_row(rows, parse_selector(sel_a), "a")
     row_b = select_row(rows, parse_selector(sel_b), "b")

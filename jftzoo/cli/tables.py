@@ -9,6 +9,10 @@ import click
 DEFAULT_OUT = "jftzoo-bench"
 ENSEMBLE_OPTION = click.option("--ensemble", is_flag=True, help="Add ensemble(a+b+...) rows: the fusion heads' test "
                                "probabilities averaged per record on each split (from stored predictions).")
+SELECT_ENSEMBLE_OPTION = click.option(
+    "--select-ensemble", "select_ensemble", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Add the ensemble that validation picks: of every subset of up to N rows scored on the same splits "
+         "(across modes and heads), the best mean validation accuracy; test is only reported.")
 
 
 def consoles() -> tuple[Any, Any]:

@@ -1,0 +1,192 @@
+"""Validation-selected ensembles across rows of a results store (`--select-ensemble N`).
+
+`ensemble.py` averages the heads of one mode; the strongest mix is often across modes (a fine-tuned
+multimodal model beside a frozen SVM and a fine-tuned text model all err differently). Which mix to
+use is a choice, so it is made like every other choice: on validation only. Every subset of up to N
+table rows (configurations) that were scored on the same splits is tried, each scored by its mean
+validation metric over those splits; the best one (ties: fewer members, then name order) is the
+pick, and its test figures are only reported. Single rows are among the subsets, so the pick may be
+one row, in which case no ensemble row is added. The pick's own validation figure is the maximum of
+the search and so optimistic; its test figure is not (test is never read to choose).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jftzoo.bench.predictions import Predictions, read_predictions
+from jftzoo.errors import JftzooError
+
+EXCLUDED = ("majority",)  # constant class priors: adds nothing to an average
+METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
+
+Unit = tuple[str, Any, Any]  # (split digest, fold, seed): one scored split
+
+
+@dataclass
+class EnsembleChoice:
+    """Validation's pick for one dataset and split protocol."""
+
+    dataset: str
+    protocol: dict[str, Any]
+    members: list[str]  # row labels, e.g. "top-k concat"
+    member_hashes: list[str]  # the rows' config hashes
+    val_score: float  # mean validation metric over `units`: the search's maximum (optimistic)
+    metric: str
+    units: list[Unit]
+    candidates: int  # rows complete on `units`
+    subsets: int  # subsets scored
+    left_out: list[str] = field(default_factory=list)  # rows lacking some of `units`
+    records: list[dict[str, Any]] = field(default_factory=list)  # derived, one per unit; [] if one row won
+
+    def describe(self) -> str:
+        pick = " + ".join(self.members)
+        return (f"{self.dataset} ({_protocol_label(self.protocol)}): validation picks {pick} "
+                f"(mean validation {self.metric} {self.val_score:.3f} over {len(self.units)} splits; "
+                f"best of {self.subsets} subsets of {self.candidates} rows, so that figure is optimistic; "
+                "test only reported)")
+
+
+def _protocol_label(protocol: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in sorted(protocol.items()) if v is not None]
+    return ", ".join(parts) or "default protocol"
+
+
+def row_label(record: dict[str, Any]) -> str:
+    return f"{record['mode']} {record['fusion']}"
+
+
+def _unit(record: dict[str, Any]) -> Unit:
+    return ((record.get("split") or {}).get("digest", ""), record["fold"], record["seed"])
+
+
+def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_members: int = 3,
+                     metric: str = "accuracy", modes: Sequence[str] | None = None) -> list[EnsembleChoice]:
+    """One choice per (dataset, protocol) with at least two rows scored on the same splits; `modes` limits
+    the candidates (e.g. `("frozen",)`: what ensembling alone gives, to set beside a mix with fine-tuned rows)."""
+    if max_members < 1:
+        raise JftzooError(f"--select-ensemble takes at least 1 member, got {max_members}")
+    if metric not in METRICS:
+        raise JftzooError(f"unknown selection metric {metric!r}; choose one of {', '.join(METRICS)}")
+    protocols: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("ensemble") or r["fusion"] in EXCLUDED or not r.get("predictions"):
+            continue
+        if modes and r["mode"] not in modes:
+            continue
+        protocols[json.dumps([r["dataset"], r.get("protocol") or {}], sort_keys=True)].append(r)
+    choices = []
+    for group in protocols.values():
+        choice = _select(group, Path(results_dir), max_members, metric)
+        if choice is not None:
+            choices.append(choice)
+    return choices
+
+
+def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, metric: str) -> EnsembleChoice | None:
+    import numpy as np
+
+    from jftzoo.bench.compare import metric_value
+
+    rows: dict[str, dict[Unit, dict[str, Any]]] = defaultdict(dict)
+    for r in group:
+        rows[r.get("config_hash") or r["key"]].setdefault(_unit(r), r)
+    # Every member must have been scored on the same splits: the largest set of splits two or more rows
+    # have (ties: the one most rows have); rows lacking some of them are left out and listed.
+    def covering(s: frozenset) -> int:
+        return sum(s <= set(b) for b in rows.values())
+
+    shared = [frozenset(b) for b in rows.values() if covering(frozenset(b)) >= 2]
+    if not shared:
+        return None
+    units = sorted(max(shared, key=lambda s: (len(s), covering(s))), key=str)
+    complete = sorted((h for h, b in rows.items() if set(units) <= set(b)),
+                      key=lambda h: row_label(next(iter(rows[h].values()))))
+    left_out = sorted(row_label(next(iter(b.values()))) for h, b in rows.items() if h not in complete)
+    if len(complete) < 2:
+        return None
+    loaded: dict[str, dict[Unit, dict[str, Predictions]]] = {}
+    for h in complete:
+        loaded[h] = {u: {part: read_predictions(results_dir, rows[h][u], part) for part in ("val", "test")}
+                     for u in units}
+    for u in units:
+        first = loaded[complete[0]][u]
+        for h in complete[1:]:
+            for part in ("val", "test"):
+                a, b = first[part], loaded[h][u][part]
+                if a.ids != b.ids or a.true != b.true or a.labels != b.labels:
+                    raise JftzooError(
+                        f"records {rows[complete[0]][u]['key'][:12]} and {rows[h][u]['key'][:12]} share split "
+                        f"{u[0][:12]} (fold {u[1]}, seed {u[2]}) but not their {part} records or labels; the store "
+                        "is inconsistent: re-run one of them with `jftzoo bench`")
+
+    def score(subset: tuple[str, ...]) -> float:
+        values = []
+        for u in units:
+            val = loaded[subset[0]][u]["val"]
+            probs = np.mean([loaded[h][u]["val"].probs for h in subset], axis=0)
+            values.append(metric_value(metric, np.asarray(val.true), probs, len(val.labels)))
+        return float(np.nanmean(values))
+
+    best: tuple[float, int, tuple[str, ...]] | None = None
+    subsets = 0
+    for size in range(1, min(max_members, len(complete)) + 1):
+        for subset in itertools.combinations(complete, size):  # `complete` is in label order: ties go to it
+            subsets += 1
+            s = score(subset)
+            if best is None or s > best[0]:
+                best = (s, size, subset)
+    assert best is not None
+    val_score, _, pick = best
+    first_record = rows[pick[0]][units[0]]
+    choice = EnsembleChoice(
+        dataset=first_record["dataset"], protocol=dict(first_record.get("protocol") or {}),
+        members=[row_label(rows[h][units[0]]) for h in pick], member_hashes=list(pick), val_score=val_score,
+        metric=metric, units=units, candidates=len(complete), subsets=subsets, left_out=left_out)
+    if len(pick) > 1:
+        choice.records = [_derived(choice, [rows[h][u] for h in pick], [loaded[h][u] for h in pick], max_members)
+                          for u in units]
+    return choice
+
+
+def _derived(choice: EnsembleChoice, members: list[dict[str, Any]], preds: list[dict[str, Predictions]],
+             max_members: int) -> dict[str, Any]:
+    import numpy as np
+
+    from jftzoo.train.metrics import evaluate
+
+    first = members[0]
+    record = {k: v for k, v in first.items() if k not in ("metrics", "val_metrics", "predictions", "history",
+                                                          "best_epoch", "epochs_run", "train_config", "key",
+                                                          "config_hash", "peak_rss_mb", "peak_gpu_mb")}
+    modes = sorted({m["mode"] for m in members})
+    texts = sorted({str(m["text"]) for m in members if m.get("text") not in (None, "-")})
+    visions = sorted({str(m["vision"]) for m in members if m.get("vision") not in (None, "-")})
+    keys = [m["key"] for m in members]
+    metrics = {}
+    for part in ("test", "val"):
+        p = preds[0][part]
+        metrics[part] = evaluate(p.true, np.mean([x[part].probs for x in preds], axis=0), p.labels)
+    record.update({
+        "mode": "+".join(modes), "fusion": f"ensemble({'+'.join(choice.members)})",
+        "text": "+".join(texts) or "-", "vision": "+".join(visions) or "-",
+        "fingerprints": {k: v for m in members for k, v in (m.get("fingerprints") or {}).items()},
+        "device": "+".join(sorted({str(m.get("device", "cpu")) for m in members})),
+        "ensemble": True, "members": keys,
+        "selection": {"on": "validation", "metric": choice.metric, "max_members": max_members,
+                      "candidates": choice.candidates, "subsets": choice.subsets, "val_score": choice.val_score},
+        "key": hashlib.sha256(("selected\0" + "\0".join(keys)).encode()).hexdigest(),
+        "config_hash": hashlib.sha256(("selected\0" + "\0".join(choice.member_hashes)).encode()).hexdigest()[:16],
+        "predictions": {"members": [m["predictions"] for m in members]},
+        "metrics": metrics["test"], "val_metrics": metrics["val"],
+        "wall_s": float(sum(m.get("wall_s", 0.0) for m in members)),
+        "train_s": float(sum(m.get("train_s", m.get("wall_s", 0.0)) for m in members)), "samples_per_s": None,
+    })
+    return record

@@ -1,0 +1,123 @@
+"""`--select-ensemble N`: the mix of rows validation picks, across modes; test is only reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jftzoo.bench.ensemble_select import select_ensembles
+from jftzoo.bench.predictions import Predictions, read_predictions, write_predictions
+from jftzoo.bench.store import ResultStore
+from jftzoo.cli import cli
+from jftzoo.errors import JftzooError
+from jftzoo.train.metrics import evaluate
+
+LABELS = ["negative", "neutral", "positive"]
+TRUE = [0, 0, 1, 1, 2, 2]
+
+
+def _probs(preds: list[int], sure: list[bool]) -> np.ndarray:
+    """One row per record: 0.9 on the predicted class when sure, else 0.4 (the other two 0.3 each)."""
+    out = np.full((len(preds), 3), 0.05)
+    for i, (p, s) in enumerate(zip(preds, sure, strict=True)):
+        out[i] = 0.3 if not s else 0.05
+        out[i, p] = 0.4 if not s else 0.9
+    return out
+
+
+# Validation: A and B are each right on 4 of 6 records, wrong ones unsure, so A+B is right on all 6;
+# C is right on 5 alone. Test: the reverse (C perfect, A and B unsure and wrong together).
+VAL = {"A": _probs([0, 0, 1, 1, 0, 0], [True] * 4 + [False] * 2),
+       "B": _probs([1, 1, 1, 1, 2, 2], [False] * 2 + [True] * 4),
+       "C": _probs([0, 0, 1, 1, 2, 0], [True] * 6)}
+TEST = {"A": _probs([1, 1, 1, 1, 0, 0], [True] * 6),
+        "B": _probs([1, 1, 1, 1, 0, 0], [False] * 6),
+        "C": _probs([0, 0, 1, 1, 2, 2], [True] * 6)}
+ROWS = {"A": ("top-k", "concat"), "B": ("frozen", "svm"), "C": ("frozen", "late")}
+
+
+def _store(folder: Path, rows: dict[str, tuple[str, str]], seeds: dict[str, list[int]] | None = None,
+           val: dict[str, np.ndarray] = VAL, test: dict[str, np.ndarray] = TEST,
+           ids: dict[str, list[str]] | None = None) -> Path:
+    store = ResultStore(folder).open()
+    for name, (mode, fusion) in rows.items():
+        for seed in (seeds or {}).get(name, [0, 1]):
+            key = f"{name}-{seed}"
+            test_ids = (ids or {}).get(name, [f"t{i}" for i in range(6)])
+            meta = write_predictions(folder, key, Predictions(LABELS, test_ids, TRUE, test[name]),
+                                     Predictions(LABELS, [f"v{i}" for i in range(6)], TRUE, val[name]))
+            store.append({"key": key, "config_hash": f"hash-{name}", "dataset": "toy", "text": "minilm",
+                          "vision": "-" if fusion == "text-only" else "efficientnet_lite0", "fusion": fusion,
+                          "mode": mode, "weights": "pretrained", "seed": seed, "fold": "test",
+                          "protocol": {"groups": "none", "split": "8:1:1"},
+                          "split": {"digest": f"split-{seed}", "groups": "none"}, "predictions": meta,
+                          "metrics": evaluate(TRUE, test[name], LABELS),
+                          "val_metrics": evaluate(TRUE, val[name], LABELS), "wall_s": 10.0, "train_s": 9.0})
+    return folder
+
+
+def test_the_pick_is_the_best_mix_on_validation_and_test_is_only_reported(tmp_path: Path):
+    folder = _store(tmp_path, ROWS)
+    [choice] = select_ensembles(ResultStore(folder).records(), folder, max_members=3)
+    assert choice.members == ["frozen svm", "top-k concat"]  # A+B: 6/6 on validation, against C's 5/6
+    assert choice.val_score == 1.0 and choice.candidates == 3 and choice.subsets == 3 + 3 + 1
+    assert len(choice.records) == 2 and {r["seed"] for r in choice.records} == {0, 1}
+    record = choice.records[0]
+    assert record["mode"] == "frozen+top-k" and record["fusion"] == "ensemble(frozen svm+top-k concat)"
+    assert record["ensemble"] is True and record["selection"]["on"] == "validation"
+    expected = evaluate(TRUE, (TEST["A"] + TEST["B"]) / 2, LABELS)
+    assert record["metrics"]["accuracy"] == pytest.approx(expected["accuracy"]) == pytest.approx(2 / 6)
+    assert record["val_metrics"]["accuracy"] == 1.0
+    # Its probabilities are its members', averaged, so paired comparisons and exports can read it.
+    assert read_predictions(folder, record).probs == pytest.approx((TEST["B"] + TEST["A"]) / 2)
+
+
+def test_a_single_row_can_win_and_then_no_ensemble_row_is_added(tmp_path: Path):
+    val = dict(VAL, C=_probs([0, 0, 1, 1, 2, 2], [True] * 6))  # C alone is perfect: nothing beats it, ties go small
+    folder = _store(tmp_path, ROWS, val=val)
+    [choice] = select_ensembles(ResultStore(folder).records(), folder, max_members=3)
+    assert choice.members == ["frozen late"] and choice.records == []
+    [one] = select_ensembles(ResultStore(_store(tmp_path / "b", ROWS)).records(), tmp_path / "b", max_members=1)
+    assert one.members == ["frozen late"] and one.subsets == 3  # singles only: C's 5/6
+
+
+def test_rows_not_on_every_split_are_left_out_and_listed(tmp_path: Path):
+    rows = dict(ROWS, D=("joint", "concat"))
+    val = dict(VAL, D=_probs([0, 0, 1, 1, 2, 2], [True] * 6))  # perfect, but on seed 0 only
+    folder = _store(tmp_path, rows, seeds={"D": [0]}, val=val, test=dict(TEST, D=TEST["C"]))
+    [choice] = select_ensembles(ResultStore(folder).records(), folder)
+    assert choice.left_out == ["joint concat"] and "joint concat" not in choice.members
+    assert [u[2] for u in choice.units] == [0, 1]
+
+
+def test_modes_limit_the_candidates(tmp_path: Path):
+    folder = _store(tmp_path, ROWS)
+    [choice] = select_ensembles(ResultStore(folder).records(), folder, modes=("frozen",))
+    assert choice.members == ["frozen late"] and choice.candidates == 2
+
+
+def test_rows_on_the_same_split_but_other_records_are_refused(tmp_path: Path):
+    folder = _store(tmp_path, ROWS, ids={"C": [f"other{i}" for i in range(6)]})
+    with pytest.raises(JftzooError, match=r"share split .* but not their test records"):
+        select_ensembles(ResultStore(folder).records(), folder)
+
+
+def test_results_show_and_compare_take_the_pick(tmp_path: Path):
+    folder = _store(tmp_path, ROWS)
+    shown = CliRunner().invoke(cli, ["results", "show", "--results", str(folder), "--json", "--select-ensemble", "2"])
+    assert shown.exit_code == 0, shown.output
+    rows = {r["fusion"]: r for r in json.loads(shown.stdout)}
+    picked = rows["ensemble(frozen svm+top-k concat)"]
+    assert picked["n_seeds"] == 2 and picked["val_accuracy_mean"] == 1.0
+    assert "validation picks frozen svm + top-k concat" in " ".join(shown.stderr.split())
+    plain = CliRunner().invoke(cli, ["results", "show", "--results", str(folder), "--json"])
+    assert not any(f.startswith("ensemble") for f in (r["fusion"] for r in json.loads(plain.stdout)))
+    cmp = CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--select-ensemble", "2",
+                                   "--a", "mode=frozen+top-k", "--b", "fusion=late", "--json"])
+    assert cmp.exit_code == 0, cmp.output
+    result = json.loads(cmp.stdout)
+    assert result["a_mean"] == pytest.approx(2 / 6) and result["b_mean"] == 1.0 and result["n_pairs"] == 12
