@@ -42,7 +42,7 @@ def main() -> None:
     from jftzoo.registry import get_encoder
     from jftzoo.train.model import FusionModel
     from jftzoo.train.pipeline import default_workers, plan_batches, preprocessed
-    from jftzoo.train.trainer import _to_device, autocast_for
+    from jftzoo.train.trainer import autocast_for, to_device
 
     device = torch.device(args.device)
     workers = default_workers(device) if args.workers is None else args.workers
@@ -75,12 +75,12 @@ def main() -> None:
 
     model.train()
     for _, (_, batch, y) in zip(range(2), stream(), strict=False):  # warm-up: kernels, allocator, autotuning
-        step(_to_device(batch, device), y.to(device), True)
+        step(to_device(batch, device), y.to(device), True)
     _sync(device)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    loaded = [(_to_device(b, device), y.to(device)) for _, b, y in stream()]
+    loaded = [(to_device(b, device), y.to(device)) for _, b, y in stream()]
     _sync(device)
     timings["host pipeline alone (+ copy to device)"] = time.perf_counter() - t
     for name, read in (("step alone, loss read every step", True), ("step alone, loss never read", False)):
@@ -92,7 +92,7 @@ def main() -> None:
         timings[name] = time.perf_counter() - t
     t = time.perf_counter()
     for _, batch, y in stream():
-        step(_to_device(batch, device), y.to(device), True)
+        step(to_device(batch, device), y.to(device), True)
     _sync(device)
     timings["pipeline + step (the trainer's loop)"] = time.perf_counter() - t
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -39,3 +41,18 @@ def test_each_group_has_its_own_module() -> None:
               for path, cmd in COMMANDS if len(path) == 1 and isinstance(cmd, click.Group)}
     assert groups["cache"] == {"jftzoo.cli.cache"} and groups["results"] == {"jftzoo.cli.results"}, groups
     assert all(len(modules) == 1 for modules in groups.values()), groups
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """What one module needs from another is public there: a private name may change without notice
+    (bench.py's `_seeds` and `_speed_options` once served train and tune)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "jftzoo"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jftzoo"):
+                found += [f"{path.relative_to(root.parent)}: {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, found

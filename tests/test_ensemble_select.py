@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from jftzoo import __version__
 from jftzoo.bench.ensemble_select import select_ensembles
 from jftzoo.bench.predictions import Predictions, read_predictions, write_predictions
 from jftzoo.bench.store import ResultStore
@@ -42,7 +43,7 @@ ROWS = {"A": ("top-k", "concat"), "B": ("frozen", "svm"), "C": ("frozen", "late"
 
 def _store(folder: Path, rows: dict[str, tuple[str, str]], seeds: dict[str, list[int]] | None = None,
            val: dict[str, np.ndarray] = VAL, test: dict[str, np.ndarray] = TEST,
-           ids: dict[str, list[str]] | None = None) -> Path:
+           ids: dict[str, list[str]] | None = None, versions: dict[str, str] | None = None) -> Path:
     store = ResultStore(folder).open()
     for name, (mode, fusion) in rows.items():
         for seed in (seeds or {}).get(name, [0, 1]):
@@ -53,6 +54,7 @@ def _store(folder: Path, rows: dict[str, tuple[str, str]], seeds: dict[str, list
             store.append({"key": key, "config_hash": f"hash-{name}", "dataset": "toy", "text": "minilm",
                           "vision": "-" if fusion == "text-only" else "efficientnet_lite0", "fusion": fusion,
                           "mode": mode, "weights": "pretrained", "seed": seed, "fold": "test",
+                          "jftzoo_version": (versions or {}).get(name, __version__),
                           "protocol": {"groups": "none", "split": "8:1:1"},
                           "split": {"digest": f"split-{seed}", "groups": "none"}, "predictions": meta,
                           "metrics": evaluate(TRUE, test[name], LABELS),
@@ -92,6 +94,13 @@ def test_rows_not_on_every_split_are_left_out_and_listed(tmp_path: Path):
     [choice] = select_ensembles(ResultStore(folder).records(), folder)
     assert choice.left_out == ["joint concat"] and "joint concat" not in choice.members
     assert [u[2] for u in choice.units] == [0, 1]
+
+
+def test_rows_of_an_older_jftzoo_are_not_candidates_and_are_listed(tmp_path: Path):
+    folder = _store(tmp_path, ROWS, versions={"B": "0.1.0"})
+    [choice] = select_ensembles(ResultStore(folder).records(), folder)
+    assert choice.candidates == 2 and "frozen svm" not in choice.members
+    assert choice.left_out == ["frozen svm (jftzoo 0.1.0)"]
 
 
 def test_modes_limit_the_candidates(tmp_path: Path):

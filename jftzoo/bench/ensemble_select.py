@@ -75,17 +75,25 @@ def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_m
         raise JftzooError(f"--select-ensemble takes at least 1 member, got {max_members}")
     if metric not in METRICS:
         raise JftzooError(f"unknown selection metric {metric!r}; choose one of {', '.join(METRICS)}")
+    from jftzoo.version import __version__
+
     protocols: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    outdated: dict[str, set[str]] = defaultdict(set)
     for r in records:
         if r.get("ensemble") or r["fusion"] in EXCLUDED or not r.get("predictions"):
             continue
         if modes and r["mode"] not in modes:
             continue
-        protocols[json.dumps([r["dataset"], r.get("protocol") or {}], sort_keys=True)].append(r)
+        group = json.dumps([r["dataset"], r.get("protocol") or {}], sort_keys=True)
+        if r.get("jftzoo_version") != __version__:  # the tables keep older versions' rows apart: so does this
+            outdated[group].add(f"{row_label(r)} (jftzoo {r.get('jftzoo_version')})")
+            continue
+        protocols[group].append(r)
     choices = []
-    for group in protocols.values():
-        choice = _select(group, Path(results_dir), max_members, metric)
+    for group, members in protocols.items():
+        choice = _select(members, Path(results_dir), max_members, metric)
         if choice is not None:
+            choice.left_out += sorted(outdated[group])
             choices.append(choice)
     return choices
 

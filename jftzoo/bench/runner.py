@@ -95,9 +95,9 @@ class Work:
 def versions() -> dict[str, str]:
     import sklearn
 
-    from jftzoo.train.classifier import _versions
+    from jftzoo.train.classifier import model_versions
 
-    return {**_versions(), "python": platform.python_version(), "scikit-learn": sklearn.__version__}
+    return {**model_versions(), "python": platform.python_version(), "scikit-learn": sklearn.__version__}
 
 
 def load_bench_dataset(data: str, config: BenchConfig) -> Any:

@@ -18,17 +18,17 @@ from jftzoo.version import __version__
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-def _stdout() -> Console:
+def stdout_console() -> Console:
     # Wide when piped, so tables are not cropped in files and CI logs.
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
-def _stderr() -> Console:
+def stderr_console() -> Console:
     return Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    _stderr().print(f"[yellow]Warning:[/yellow] {message}", markup=True, highlight=False)
+    stderr_console().print(f"[yellow]Warning:[/yellow] {message}", markup=True, highlight=False)
 
 
 class JftzooGroup(click.Group):
@@ -40,7 +40,7 @@ class JftzooGroup(click.Group):
         except UsageError as exc:
             raise click.UsageError(str(exc), ctx=ctx) from exc
         except JftzooError as exc:
-            _stderr().print(f"[red]Error:[/red] {exc}", markup=True, highlight=False)
+            stderr_console().print(f"[red]Error:[/red] {exc}", markup=True, highlight=False)
             ctx.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
@@ -55,7 +55,7 @@ class JftzooGroup(click.Group):
 
             culprit = blame(exc)
             whose = f"a bug in {describe(culprit)}, not in jftzoo" if culprit else "a bug in jftzoo or a plugin"
-            _stderr().print(
+            stderr_console().print(
                 f"[red]Internal error:[/red] {type(exc).__name__}: {exc}\n"
                 f"This is {whose}; re-run with JFTZOO_DEBUG=1 for the traceback and report it.",
                 markup=True,

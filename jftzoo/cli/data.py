@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from jftzoo.cli.app import CONTEXT, _stderr, _stdout, cli
+from jftzoo.cli.app import CONTEXT, cli, stderr_console, stdout_console
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.errors import UsageError
 
@@ -37,7 +37,7 @@ def datasets_cmd(as_json: bool) -> None:
     for r in rows:
         usage = f"--data {r['name']}:PATH" if r["needs_path"] else f"--data {r['name']}"
         table.add_row(r["name"], ", ".join(r["labels"]) if r["labels"] else "from the data", usage, r["description"])
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 @cli.group("data", context_settings=CONTEXT)
@@ -128,7 +128,7 @@ def data_check_cmd(image_root: str | None,
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
-        out = _stdout()
+        out = stdout_console()
         table = Table(title=f"{ds.name}: {len(ds)} records", title_justify="left")
         table.add_column("class")
         table.add_column("records", justify="right")
@@ -158,5 +158,5 @@ def data_check_cmd(image_root: str | None,
                       highlight=False)
     if fold_error:
         if not as_json:
-            _stderr().print(f"[red]Error:[/red] {fold_error}", highlight=False)
+            stderr_console().print(f"[red]Error:[/red] {fold_error}", highlight=False)
         raise SystemExit(1)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 from rich.table import Table
 
-from jftzoo.cli.app import _stderr, _stdout, cli
+from jftzoo.cli.app import cli, stderr_console, stdout_console
 from jftzoo.errors import UsageError
 
 
@@ -59,7 +59,7 @@ def list_encoders_cmd(patterns: Sequence[str], modality: str | None, as_json: bo
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        _stderr().print("No encoders match.")
+        stderr_console().print("No encoders match.")
         return
     show_provider = any(not r["provider"].startswith("jftzoo.default_plugins") for r in rows)
     table = Table(title=f"{len(rows)} encoders", title_justify="left")
@@ -73,7 +73,7 @@ def list_encoders_cmd(patterns: Sequence[str], modality: str | None, as_json: bo
         if show_provider:
             cells.append("built-in" if r["provider"].startswith("jftzoo.default_plugins") else r["provider"])
         table.add_row(*cells)
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 @cli.command("plugins")
@@ -116,7 +116,7 @@ def plugins_cmd(show_all: bool, as_json: bool) -> None:
     for r in rows:
         table.add_row(r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]),
                       str(r["encoders"]))
-    console = _stdout()
+    console = stdout_console()
     if rows:
         console.print(table)
     else:
@@ -179,4 +179,4 @@ def embed_cmd(
     for item, v in zip(items, vectors, strict=False):
         head = ", ".join(f"{x:+.3f}" for x in v[:4].tolist())
         table.add_row(str(item), f"{float(v.norm()):.3f}", head + ", ...")
-    _stdout().print(table)
+    stdout_console().print(table)

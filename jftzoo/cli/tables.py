@@ -16,9 +16,9 @@ SELECT_ENSEMBLE_OPTION = click.option(
 
 
 def consoles() -> tuple[Any, Any]:
-    from jftzoo.cli.app import _stderr, _stdout
+    from jftzoo.cli.app import stderr_console, stdout_console
 
-    return _stdout(), _stderr()
+    return stdout_console(), stderr_console()
 
 
 def rows_table(rows: list[dict[str, Any]], dataset: str) -> Any:

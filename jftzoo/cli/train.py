@@ -11,9 +11,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-from jftzoo.cli.app import _stderr, _stdout, cli, interruptible
-from jftzoo.cli.bench import recipe_options, speed_options
+from jftzoo.cli.app import cli, interruptible, stderr_console, stdout_console
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
+from jftzoo.cli.training_options import recipe_options, speed_options
 from jftzoo.devices import check_device
 from jftzoo.errors import UsageError
 
@@ -25,7 +25,7 @@ class _TrainProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=_stderr(), transient=True,
+                                 TimeRemainingColumn(), console=stderr_console(), transient=True,
                                  disable=not (enabled and sys.stderr.isatty()))
         self.epochs = self.progress.add_task("epochs", total=max_epochs)
         self.steps = self.progress.add_task("steps", total=None)
@@ -40,10 +40,11 @@ class _TrainProgress:
             self.progress.update(self.epochs, completed=event["epoch"])
             if self.enabled and not sys.stderr.isatty():  # a log file or a scheduler: one plain line per epoch
                 scores = "".join(f", {k} {v:.4f}" for k, v in event.items() if k.startswith("val_") and k != "val_loss")
-                _stderr().print(f"epoch {event['epoch']}/{self.max_epochs}: train loss {event['train_loss']:.4f}, "
-                                f"val loss {event['val_loss']:.4f}{scores}", highlight=False)
+                stderr_console().print(f"epoch {event['epoch']}/{self.max_epochs}: train loss "
+                                       f"{event['train_loss']:.4f}, val loss {event['val_loss']:.4f}{scores}",
+                                       highlight=False)
         elif event["event"] == "note" and self.enabled:  # e.g. top-k taking the uncached path, and why
-            _stderr().print(f"note: {event['message']}", highlight=False)
+            stderr_console().print(f"note: {event['message']}", highlight=False)
 
 
 @cli.command("train")
@@ -102,7 +103,7 @@ def train_cmd(image_root: str | None,
 
     # Only options the user gave override the head's preset (attention-paper: the released recipe);
     # a --recipe's fields come first, the options given beside it over them.
-    from jftzoo.cli.bench import _speed_options, recipe_defaults
+    from jftzoo.cli.training_options import recipe_defaults, speed_fields
     from jftzoo.fusion.registry import apply_train_preset
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
@@ -110,7 +111,7 @@ def train_cmd(image_root: str | None,
     given = {**recipe, **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
     given["min_epochs"] = min(min_epochs or apply_train_preset(fusion, {}).get("min_epochs", 3), epochs)
 
-    given.update(_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache, frozen_backend))
+    given.update(speed_fields(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache, frozen_backend))
 
     def make() -> FusionClassifier:
         return FusionClassifier(text, vision, fusion, mode, pretrained=not random_init, text_weights=text_weights,
@@ -137,8 +138,8 @@ def train_cmd(image_root: str | None,
         for f in cv["folds"]:
             table.add_row(f["fold"], *(f"{f[k]:.3f}" for k in SUMMARY_KEYS))
         table.add_row("mean ± std", *(f"{cv[k + '_mean']:.3f} ± {cv[k + '_std']:.3f}" for k in SUMMARY_KEYS))
-        _stdout().print(table)
-        _stdout().print(f"every fold's figures written to {Path(out) / 'cv.json'}", highlight=False)
+        stdout_console().print(table)
+        stdout_console().print(f"every fold's figures written to {Path(out) / 'cv.json'}", highlight=False)
         return
     from jftzoo.datasets.groups import groups_for
 
@@ -191,8 +192,8 @@ def train_cmd(image_root: str | None,
         table.add_column(col, justify="right")
     table.add_row(f"{metrics['auc']:.3f}", f"{metrics['accuracy']:.3f}", f"{metrics['f1_macro']:.3f}",
                   f"{metrics['f1_weighted']:.3f}", str(clf.best_epoch_))
-    _stdout().print(table)
-    _stdout().print(f"model saved to {out}", highlight=False)
+    stdout_console().print(table)
+    stdout_console().print(f"model saved to {out}", highlight=False)
 
 
 def _weights_label(by_modality: dict[str, str]) -> str:
@@ -256,7 +257,7 @@ def predict_cmd(image_root: str | None,
         from jftzoo.predict_output import write_predictions
 
         n = write_predictions(clf, records, Path(output), batch_size, chunk)
-        _stderr().print(f"{n} prediction(s) written to {output}", highlight=False)
+        stderr_console().print(f"{n} prediction(s) written to {output}", highlight=False)
         return
     probs = clf.predict_proba(records, batch_size)
     rows = [{"id": r.id, "label": str(clf.classes_[p.argmax()]),  # type: ignore[index]
@@ -272,4 +273,4 @@ def predict_cmd(image_root: str | None,
         table.add_column(f"p({c})", justify="right")
     for row in rows:
         table.add_row(row["id"], row["label"], *(f"{v:.3f}" for v in row["probs"].values()))
-    _stdout().print(table)
+    stdout_console().print(table)

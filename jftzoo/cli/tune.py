@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from jftzoo.cli.bench import _seeds, _split_commas, recipe_options, speed_options
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.cli.tables import DEFAULT_OUT, consoles
+from jftzoo.cli.training_options import parse_seeds, recipe_options, speed_options, split_commas
 from jftzoo.errors import UsageError
 
 
@@ -113,13 +113,13 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
     from jftzoo.bench.grid import BenchConfig, validate
     from jftzoo.bench.tune import Tuning, bench_command, best_config, default_space, parse_param, run_tuning
     from jftzoo.cache_layouts import embedding_cache
-    from jftzoo.cli.bench import _speed_options, recipe_defaults
+    from jftzoo.cli.training_options import recipe_defaults, speed_fields
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
-    train = {**recipe, **_speed_options(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
+    train = {**recipe, **speed_fields(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
                                         frozen_backend)}
-    config = BenchConfig(data=[data], text=[text], vision=[vision], fusion=_split_commas(fusions) or ["concat"],
-                         mode=[mode], folds=None, split=split, seeds=_seeds(seeds), epochs=epochs,
+    config = BenchConfig(data=[data], text=[text], vision=[vision], fusion=split_commas(fusions) or ["concat"],
+                         mode=[mode], folds=None, split=split, seeds=parse_seeds(seeds), epochs=epochs,
                          batch_size=batch_size, top_k=top_k, random_init=random_init, limit=limit,
                          label_policy=label_policy, groups=groups, train=train, on_bad=on_bad,
                          on_missing=on_missing, image_root=image_root)

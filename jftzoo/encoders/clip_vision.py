@@ -11,7 +11,7 @@ from torch import nn
 
 from jftzoo import weights as wsrc
 from jftzoo.encoders.base import Encoder, EncoderOutput, block_param_groups, groups_from_param_names
-from jftzoo.encoders.hf_text import _quiet_from_pretrained
+from jftzoo.encoders.hf_text import quiet_from_pretrained
 from jftzoo.images import load_image
 from jftzoo.registry import EncoderSpec
 
@@ -101,10 +101,10 @@ def build(spec: EncoderSpec, pretrained: bool = True, weights: str | Path | None
     if pretrained:
 
         def load_local(path: Path) -> nn.Module:
-            return _quiet_from_pretrained(CLIPVisionModelWithProjection, str(path), local_files_only=True)
+            return quiet_from_pretrained(CLIPVisionModelWithProjection, str(path), local_files_only=True)
 
         def load_hub(hub_id: str, local_only: bool) -> nn.Module:
-            return _quiet_from_pretrained(CLIPVisionModelWithProjection, hub_id, local_files_only=local_only)
+            return quiet_from_pretrained(CLIPVisionModelWithProjection, hub_id, local_files_only=local_only)
 
         model, source = wsrc.resolve(spec, weights, load_local, load_hub)
     else:

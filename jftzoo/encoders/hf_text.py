@@ -391,13 +391,13 @@ def warn_newly_initialised(spec: EncoderSpec, source: wsrc.WeightSource, info: d
     )
 
 
-def _quiet_from_pretrained(cls: Any, where: str, **kwargs: Any) -> nn.Module:
+def quiet_from_pretrained(cls: Any, where: str, **kwargs: Any) -> nn.Module:
     """from_pretrained without remote code, load report or progress bar."""
     return _quiet_load_with_info(cls, where, **kwargs)[0]
 
 
 def _quiet_load_with_info(cls: Any, where: str, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """`_quiet_from_pretrained`, plus transformers' loading info (missing_keys, ...): its logging is
+    """`quiet_from_pretrained`, plus transformers' loading info (missing_keys, ...): its logging is
     silenced, so callers must report newly initialised weights themselves (`warn_newly_initialised`)."""
     from transformers.utils import logging
 

@@ -206,7 +206,7 @@ def explain_record(model: Any, text: str | None = None, image: Any = None, recor
     import torch
 
     from jftzoo.explain.attribution import region_attributions, word_attributions
-    from jftzoo.explain.coalitions import _encode
+    from jftzoo.explain.coalitions import encode_records
 
     if record is None:
         if text is None and image is None:
@@ -226,7 +226,7 @@ def explain_record(model: Any, text: str | None = None, image: Any = None, recor
     target = labels.index(rx.label)
     device = next(fm.parameters()).device
     with torch.no_grad():
-        text_out, image_out = _encode(fm, [record], device)
+        text_out, image_out = encode_records(fm, [record], device)
     words = word_attributions(fm, record, target, image_out, n_steps)
     regions = region_attributions(fm, record, target, text_out, n_steps)
     if words is not None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from jftzoo.datasets.records import Record
 from jftzoo.encoders.base import EncoderOutput
-from jftzoo.explain.coalitions import GREY, _expand
+from jftzoo.explain.coalitions import GREY, expand_output
 
 N_STEPS = 50  # Gauss-Legendre points of the path integral (Captum's default method)
 
@@ -80,7 +80,7 @@ def word_attributions(model: Any, record: Record, target: int, image: EncoderOut
     def logits(input_ids: torch.Tensor) -> torch.Tensor:
         b = input_ids.shape[0]
         out = enc({"input_ids": input_ids, **{k: v.expand(b, -1) for k, v in rest.items()}})
-        return model.head(out, _expand(image, b) if image is not None else None)  # (b, C)
+        return model.head(out, expand_output(image, b) if image is not None else None)  # (b, C)
 
     lig = LayerIntegratedGradients(logits, layer)
     attr = lig.attribute(batch["input_ids"], baselines=base["input_ids"], target=target, n_steps=n_steps,
@@ -123,7 +123,7 @@ def region_attributions(model: Any, record: Record, target: int, text: EncoderOu
 
     def head(out: EncoderOutput) -> torch.Tensor:
         b = out.pooled.shape[0]
-        return model.head(_expand(text, b) if text is not None else None, out)  # (b, C)
+        return model.head(expand_output(text, b) if text is not None else None, out)  # (b, C)
 
     with torch.no_grad():
         features, grey = enc.region_features(batch), enc.region_features(grey_batch)

@@ -43,17 +43,17 @@ class Coalitions:
     weights: np.ndarray | None  # (N, 2) the head's own text/image weights with both present, if it has any
 
 
-def _expand(out: EncoderOutput, b: int) -> EncoderOutput:
+def expand_output(out: EncoderOutput, b: int) -> EncoderOutput:
     """A one-item baseline output repeated for a batch of b."""
     return EncoderOutput(out.pooled.expand(b, -1), out.tokens.expand(b, -1, -1), out.mask.expand(b, -1))
 
 
-def _encode(model: torch.nn.Module, records: Sequence[Record], device: torch.device
+def encode_records(model: torch.nn.Module, records: Sequence[Record], device: torch.device
             ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
     from jftzoo.train.model import run_present
-    from jftzoo.train.trainer import _to_device
+    from jftzoo.train.trainer import to_device
 
-    batch = _to_device(model.preprocess([r.item("text") for r in records], [r.item("vision") for r in records]),
+    batch = to_device(model.preprocess([r.item("text") for r in records], [r.item("vision") for r in records]),
                        device)
     return (run_present(model.text, batch["text"], model.text) if "text" in batch else None,
             run_present(model.vision, batch["vision"], model.vision) if "vision" in batch else None)
@@ -62,12 +62,12 @@ def _encode(model: torch.nn.Module, records: Sequence[Record], device: torch.dev
 def _raw(model: torch.nn.Module, text: str, image: Any, device: torch.device
          ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
     """The encoders' outputs for this exact input, an empty text included (the `input` baseline)."""
-    from jftzoo.train.trainer import _to_device
+    from jftzoo.train.trainer import to_device
 
     def run(encoder: Any, modality: str, item: Any) -> EncoderOutput | None:
         if encoder is None or not model.uses(modality):
             return None
-        return encoder(_to_device({"x": encoder.preprocess([item])}, device)["x"])
+        return encoder(to_device({"x": encoder.preprocess([item])}, device)["x"])
 
     return run(model.text, "text", text), run(model.vision, "vision", image)
 
@@ -77,7 +77,7 @@ def _as_absent(base: EncoderOutput | None, out: EncoderOutput | None, b: int) ->
     absence (the head's "missing" embedding) stands, so its Shapley value for that modality is exactly 0."""
     if base is None:
         return None
-    expanded = _expand(base, b)
+    expanded = expand_output(base, b)
     if out is None or out.present is None:
         return expanded
     return EncoderOutput(expanded.pooled, expanded.tokens, expanded.mask, out.present)
@@ -130,7 +130,7 @@ def baseline_outputs(model: torch.nn.Module, kind: str, reference: Sequence[Reco
         frozen = FrozenInputs(model, reference, features) if features is not None else None
         for part in plan_batches(n, batch_size, None):
             outs = frozen.batch(part, device) if frozen is not None else \
-                _encode(model, [reference[i] for i in part], device)
+                encode_records(model, [reference[i] for i in part], device)
             for name, out in zip(("text", "image"), outs, strict=True):
                 if out is None:
                     continue
@@ -176,7 +176,7 @@ def coalition_probs(model: torch.nn.Module, records: Sequence[Record],
             if frozen is not None:
                 text, image = frozen.batch(part, device)
             else:
-                text, image = _encode(model, [records[i] for i in part], device)
+                text, image = encode_records(model, [records[i] for i in part], device)
             b = len(part)
             absent_text = _as_absent(text_base, text, b)
             absent_image = _as_absent(image_base, image, b)

@@ -21,7 +21,8 @@ from jftzoo.errors import JftzooError, UsageError
 FORMAT = "jftzoo-fusion-classifier/1"
 
 
-def _versions() -> dict[str, str]:
+def model_versions() -> dict[str, str]:
+    """What a saved model and a bench record name as their making: jftzoo and the libraries that compute."""
     import timm
     import torch
     import transformers
@@ -185,7 +186,7 @@ class FusionClassifier:
             "seed": self.train_config.seed,
             "history": self.history_,
             "metrics": self.metrics_,
-            "versions": _versions(),
+            "versions": model_versions(),
             **(extra or {}),
         }
         atomic_write(out / "config.json", (json.dumps(config, indent=2, default=str) + "\n").encode("utf-8"))

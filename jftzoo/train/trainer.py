@@ -201,7 +201,7 @@ def modality_dropout(model: FusionModel, drop: tuple[float, torch.Generator]) ->
         model.drop = None
 
 
-def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
+def to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
     return {m: {k: v.to(device) for k, v in part.items()} for m, part in batch.items()}
 
 
@@ -256,7 +256,7 @@ def predict_proba(
         else:
             stream = preprocessed(model.preprocess, records, plan, workers=workers, pin_memory=device.type == "cuda")
         for idx, batch, _ in stream:
-            logits = model.head(*frozen.batch(idx, device)) if frozen is not None else model(_to_device(batch, device))
+            logits = model.head(*frozen.batch(idx, device)) if frozen is not None else model(to_device(batch, device))
             out.append(logits.float().softmax(-1).cpu())
             if on_batch is not None:
                 on_batch(model)
@@ -425,7 +425,7 @@ def fit(
                     elif prefix is not None:  # (B, C) the top k groups and the head on cached prefix outputs
                         logits = model.forward_prefix(*prefix.batch("train", idx, device), k_text, k_vision)
                     else:
-                        logits = net(_to_device(batch, device))  # (B, C) the whole model
+                        logits = net(to_device(batch, device))  # (B, C) the whole model
                 loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=config.label_smoothing)
                 if loss_hook is not None:
                     loss = loss_hook(loss)
