@@ -103,6 +103,19 @@ def test_rows_of_an_older_jftzoo_are_not_candidates_and_are_listed(tmp_path: Pat
     assert choice.left_out == ["frozen svm (jftzoo 0.1.0)"]
 
 
+def test_two_configurations_of_one_head_are_told_apart_by_their_hash(tmp_path: Path):
+    folder = _store(tmp_path, dict(ROWS, C=("top-k", "concat")))  # A and C: both top-k concat, other recipes
+    [choice] = select_ensembles(ResultStore(folder).records(), folder)
+    assert choice.members == ["frozen svm", "top-k concat [hash-A]"]
+
+
+def test_a_store_without_shared_splits_says_there_is_nothing_to_pick(tmp_path: Path):
+    folder = _store(tmp_path, ROWS, seeds={"A": [0], "B": [1], "C": [2]})
+    assert select_ensembles(ResultStore(folder).records(), folder) == []
+    shown = CliRunner().invoke(cli, ["results", "show", "--results", str(folder), "--select-ensemble", "3"])
+    assert shown.exit_code == 0 and "nothing to pick from" in " ".join(shown.stderr.split())
+
+
 def test_modes_limit_the_candidates(tmp_path: Path):
     folder = _store(tmp_path, ROWS)
     [choice] = select_ensembles(ResultStore(folder).records(), folder, modes=("frozen",))

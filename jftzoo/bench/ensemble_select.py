@@ -115,9 +115,12 @@ def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, me
     if not shared:
         return None
     units = sorted(max(shared, key=lambda s: (len(s), covering(s))), key=str)
-    complete = sorted((h for h, b in rows.items() if set(units) <= set(b)),
-                      key=lambda h: row_label(next(iter(rows[h].values()))))
-    left_out = sorted(row_label(next(iter(b.values()))) for h, b in rows.items() if h not in complete)
+    labels = {h: row_label(next(iter(b.values()))) for h, b in rows.items()}
+    for h, label in list(labels.items()):  # two configurations of one head (another recipe, device): add the hash
+        if sum(v == label for v in labels.values()) > 1:
+            labels[h] = f"{label} [{h[:8]}]"
+    complete = sorted((h for h, b in rows.items() if set(units) <= set(b)), key=lambda h: labels[h])
+    left_out = sorted(labels[h] for h in rows if h not in complete)
     if len(complete) < 2:
         return None
     loaded: dict[str, dict[Unit, dict[str, Predictions]]] = {}
@@ -156,7 +159,7 @@ def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, me
     first_record = rows[pick[0]][units[0]]
     choice = EnsembleChoice(
         dataset=first_record["dataset"], protocol=dict(first_record.get("protocol") or {}),
-        members=[row_label(rows[h][units[0]]) for h in pick], member_hashes=list(pick), val_score=val_score,
+        members=[labels[h] for h in pick], member_hashes=list(pick), val_score=val_score,
         metric=metric, units=units, candidates=len(complete), subsets=subsets, left_out=left_out)
     if len(pick) > 1:
         choice.records = [_derived(choice, [rows[h][u] for h in pick], [loaded[h][u] for h in pick], max_members)

@@ -43,11 +43,15 @@ def _derived(records: list[dict[str, Any]], results: Path, ensemble: bool,
     derived = ensemble_records(records, results) if ensemble else []
     if select_ensemble:
         _, err = consoles()
-        for choice in select_ensembles(records, results, select_ensemble):
-            err.print(choice.describe() + (f"; left out (not on all {len(choice.units)} splits): "
+        choices = select_ensembles(records, results, select_ensemble)
+        for choice in choices:
+            err.print(choice.describe() + (f"; left out (not on all {len(choice.units)} splits, or outdated): "
                                            f"{', '.join(choice.left_out)}" if choice.left_out else ""),
                       highlight=False)
             derived += choice.records
+        if not choices:
+            err.print("--select-ensemble: no two rows of one dataset and protocol were scored on the same splits "
+                      "(with validation predictions): nothing to pick from", highlight=False)
     return derived
 
 
