@@ -487,3 +487,22 @@ def test_ensemble_rows_average_the_heads_stored_probabilities(small_run):
     assert rows["ensemble(concat+gated)"]["n_splits"] == 4
     plain = CliRunner().invoke(cli, ["results", "show", "--results", str(store), "--json"])
     assert not any(r["fusion"].startswith("ensemble") for r in json.loads(plain.stdout))  # opt-in only
+
+
+def test_bench_select_ensemble_adds_validations_pick_without_training(small_run):
+    from jftzoo.bench.ensemble_select import select_ensembles
+    from jftzoo.bench.store import ResultStore
+
+    res, tmp = small_run
+    assert res.exit_code == 0, res.output
+    store = tmp / "store"
+    before = ResultStore(store).records()
+    again = CliRunner().invoke(cli, ["bench", "--fusion", "svm,concat,gated", "--text", "minilm", "--limit", "40",
+                                     "--folds", "2", "--seeds", "0,1", "--out", str(store), "--json",
+                                     "--select-ensemble", "3"])
+    assert again.exit_code == 0, again.output
+    assert len(ResultStore(store).records()) == len(before)  # derived rows are never stored or trained
+    [choice] = select_ensembles(before, store, 3)
+    assert f"validation picks {' + '.join(choice.members)}" in " ".join(again.stderr.split())
+    fusions = {r["fusion"] for r in json.loads(again.stdout)}
+    assert (f"ensemble({'+'.join(choice.members)})" in fusions) == (len(choice.members) > 1)

@@ -14,7 +14,14 @@ import click
 
 from jftzoo.bench.grid import DEFAULT_DATA, DEFAULT_FUSIONS, DEFAULT_TEXT, DEFAULT_VISION, MODES
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
-from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, consoles, print_tables
+from jftzoo.cli.tables import (
+    DEFAULT_OUT,
+    ENSEMBLE_OPTION,
+    SELECT_ENSEMBLE_OPTION,
+    consoles,
+    derived_records,
+    print_tables,
+)
 from jftzoo.cli.training_options import (
     parse_seeds,
     recipe_defaults,
@@ -219,6 +226,7 @@ class _BenchProgress:
 @click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
 @click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
 @ENSEMBLE_OPTION
+@SELECT_ENSEMBLE_OPTION
 @ON_BAD_OPTION
 @ON_MISSING_OPTION
 @IMAGE_ROOT_OPTION
@@ -246,7 +254,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
-              ensemble: bool, on_bad: str, on_missing: str, image_root: str | None, wait: bool,
+              ensemble: bool, select_ensemble: int | None, on_bad: str, on_missing: str, image_root: str | None,
+              wait: bool,
               log_json: str | None, explain: bool, executor: str, address: str | None, cpus_per_cell: float,
               gpus_per_cell: float, retries: int, recipe: dict[str, Any]) -> None:
     """Benchmark a grid of text encoders x vision encoders x fusion heads x modes x datasets.
@@ -299,7 +308,8 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         config.fusion = [m[1] for m in paper_methods(text[0], vision[0])]
         config.mode = ["frozen", "joint"]  # svm is frozen by nature; every other method is fine-tuned
         config.folds = None if split else (folds or 10)
-    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble, log_json, wait, ray_options)
+    _run_and_show(config, protocol, Path(out), no_cache, as_json, ensemble, log_json, wait, ray_options,
+                  select_ensemble)
 
 
 def _executor(executor: str, address: str | None, cpus_per_cell: float, gpus_per_cell: float, retries: int) -> Any:
@@ -318,7 +328,8 @@ def _executor(executor: str, address: str | None, cpus_per_cell: float, gpus_per
 
 
 def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json: bool, ensemble: bool = False,
-                  log_json: str | None = None, wait: bool = False, executor: Any = None) -> None:
+                  log_json: str | None = None, wait: bool = False, executor: Any = None,
+                  select_ensemble: int | None = None) -> None:
     from jftzoo.bench.grid import expand
     from jftzoo.bench.plot import heatmap
     from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json, to_markdown
@@ -346,9 +357,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     from jftzoo.atomic import atomic_write
 
     with interruptible(kept):  # the tables and figure come from the records: the same command writes them again
-        from jftzoo.bench.ensemble import ensemble_records
-
-        records = report.records + (ensemble_records(report.records, out) if ensemble else [])
+        records = report.records + derived_records(report.records, out, ensemble, select_ensemble)
         rows = summarize(records, report.cells, report.unavailable, report.failed)
         atomic_write(out / "summary.md", to_markdown(rows).encode("utf-8"))
         png = heatmap(rows, out / "heatmap.png")

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from jftzoo.cli.tables import DEFAULT_OUT, ENSEMBLE_OPTION, SELECT_ENSEMBLE_OPTION, consoles, print_tables
+from jftzoo.cli.tables import (
+    DEFAULT_OUT,
+    ENSEMBLE_OPTION,
+    SELECT_ENSEMBLE_OPTION,
+    consoles,
+    derived_records,
+    print_tables,
+)
 from jftzoo.errors import JftzooError, UsageError
 
 
@@ -34,32 +41,11 @@ def _load_records(results: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _derived(records: list[dict[str, Any]], results: Path, ensemble: bool,
-             select_ensemble: int | None) -> list[dict[str, Any]]:
-    """The opt-in derived rows: heads' ensembles (`--ensemble`), validation's pick (`--select-ensemble`)."""
-    from jftzoo.bench.ensemble import ensemble_records
-    from jftzoo.bench.ensemble_select import select_ensembles
-
-    derived = ensemble_records(records, results) if ensemble else []
-    if select_ensemble:
-        _, err = consoles()
-        choices = select_ensembles(records, results, select_ensemble)
-        for choice in choices:
-            err.print(choice.describe() + (f"; left out (not on all {len(choice.units)} splits, or outdated): "
-                                           f"{', '.join(choice.left_out)}" if choice.left_out else ""),
-                      highlight=False)
-            derived += choice.records
-        if not choices:
-            err.print("--select-ensemble: no two rows of one dataset and protocol were scored on the same splits "
-                      "(with validation predictions): nothing to pick from", highlight=False)
-    return derived
-
-
 def _load_rows(results: Path, ensemble: bool = False, select_ensemble: int | None = None) -> list[dict[str, Any]]:
     from jftzoo.bench.report import summarize
 
     records = _load_records(results)
-    return summarize(records + _derived(records, results, ensemble, select_ensemble))
+    return summarize(records + derived_records(records, results, ensemble, select_ensemble))
 
 
 RESULTS_OPTION = click.option("--results", "results", default=DEFAULT_OUT, show_default=True,
@@ -176,7 +162,7 @@ def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resam
 
     folder = Path(results)
     records = _load_records(folder)
-    records += _derived(records, folder, ensemble, select_ensemble)
+    records += derived_records(records, folder, ensemble, select_ensemble)
     rows = summarize(records)
     row_a = select_row(rows, parse_selector(sel_a), "a")
     row_b = select_row(rows, parse_selector(sel_b), "b")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,3 +55,24 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     if any(r.get("outdated") for r in rows):
         out.print("(jftzoo X) = made by an older jftzoo version: not comparable, never picked as best.",
                   highlight=False)
+
+
+def derived_records(records: list[dict[str, Any]], results: Path, ensemble: bool,
+                    select_ensemble: int | None) -> list[dict[str, Any]]:
+    """The opt-in derived rows: heads' ensembles (`--ensemble`), validation's pick (`--select-ensemble`)."""
+    from jftzoo.bench.ensemble import ensemble_records
+    from jftzoo.bench.ensemble_select import select_ensembles
+
+    derived = ensemble_records(records, results) if ensemble else []
+    if select_ensemble:
+        _, err = consoles()
+        choices = select_ensembles(records, results, select_ensemble)
+        for choice in choices:
+            err.print(choice.describe() + (f"; left out (not on all {len(choice.units)} splits, or outdated): "
+                                           f"{', '.join(choice.left_out)}" if choice.left_out else ""),
+                      highlight=False)
+            derived += choice.records
+        if not choices:
+            err.print("--select-ensemble: no two rows of one dataset and protocol were scored on the same splits "
+                      "(with validation predictions): nothing to pick from", highlight=False)
+    return derived
