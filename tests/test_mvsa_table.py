@@ -70,3 +70,43 @@ def test_validations_ensemble_pick_competes_but_an_unselected_ensemble_does_not(
     assert "ensemble(concat+late)" not in line  # every head averaged: not a choice anyone made on validation
     assert table.setting(by_hash["s"][0]) == ("picked on validation: best mean val accuracy of 7 subsets of up to 3 "
                                                "of 3 rows")
+
+
+def test_the_table_shows_validations_ensemble_pick_and_what_each_size_cap_would_pick(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import numpy as np
+
+    from jftzoo import __version__
+    from jftzoo.bench.predictions import Predictions, write_predictions
+    from jftzoo.bench.store import ResultStore
+    from jftzoo.train.metrics import evaluate
+
+    labels, true = ["negative", "neutral", "positive"], [0, 0, 1, 1, 2, 2]
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mvsa"
+    store = ResultStore(folder).open()
+    for name, mode, fusion in (("b", "frozen", "concat"), ("s", "frozen", "svm"), ("k", "top-k", "concat"),
+                               ("t", "top-k", "text-only")):
+        for seed in range(2):
+            val, test = rng.dirichlet(np.ones(3), 6), rng.dirichlet(np.ones(3), 6)
+            meta = write_predictions(folder, f"{name}{seed}", Predictions(labels, [f"t{i}" for i in range(6)], true,
+                                                                        test),
+                                     Predictions(labels, [f"v{i}" for i in range(6)], true, val))
+            store.append({"key": f"{name}{seed}", "config_hash": f"hash-{name}", "dataset": "mvsa", "fusion": fusion,
+                          "text": "minilm", "vision": "-" if fusion == "text-only" else "efficientnet_lite0",
+                          "mode": mode, "weights": "pretrained", "seed": seed, "fold": "test",
+                          "jftzoo_version": __version__, "protocol": {"groups": "none", "split": "8:1:1"},
+                          "split": {"digest": f"split-{seed}", "groups": "none"}, "predictions": meta,
+                          "metrics": evaluate(true, test, labels), "val_metrics": evaluate(true, val, labels),
+                          "wall_s": 1.0, "train_s": 1.0})
+    monkeypatch.setattr(sys, "argv", ["mvsa_single.py", "--results", str(folder), "--resamples", "99"])
+    table.main()
+    text = (tmp_path / "mvsa.md").read_text()
+    assert "Ensemble search over all rows (every subset of up to 3 of the 4 rows on all 2 splits" in text
+    assert "Ensemble search over frozen rows only (every subset of up to 3 of the 2 rows" in text
+    cap_line = next(line for line in text.splitlines() if line.startswith("The size cap of the ensemble search"))
+    assert all(f"up to {n}:" in cap_line for n in (2, 3, 4))  # 4 candidates: a cap of 5 picks as 4 does
+    exported = json.loads((tmp_path / "mvsa.json").read_text())
+    assert all(not r["fusion"].startswith("ensemble(frozen ") or r["mode"] != "frozen" for r in exported)
