@@ -267,7 +267,8 @@ def test_one_pair_is_drawn_as_one_bar_chart(small_run):
     with Image.open(png) as img:
         assert img.format == "PNG" and img.text["jftzoo-kind"] == "bars"
         panels = json.loads(img.text["jftzoo-panels"])
-    assert panels == [{"dataset": "emoji-sentiment", "mode": "frozen", "pairs": ["minilm + efficientnet_lite0"],
+    assert panels == [{"dataset": "emoji-sentiment", "protocol": "2-fold, groups near-duplicates", "mode": "frozen",
+                       "pairs": ["minilm + efficientnet_lite0"],
                        "heads": ["svm", "text-only", "image-only", "concat", "gated"]}]
 
 
@@ -287,6 +288,26 @@ def test_several_pairs_are_a_heatmap_of_pairs_by_heads(tmp_path):
         (panel,) = json.loads(img.text["jftzoo-panels"])
     assert panel["mode"] == "joint" and panel["pairs"] == ["minilm + resnet18", "minilm + vit"]
     assert panel["heads"] == ["text-only", "image-only", "concat", "svm"]  # the SVM (frozen) as a reference
+
+
+def test_each_split_protocol_gets_its_own_panel_and_each_configuration_its_own_bar(tmp_path):
+    """A store holding random and group-aware splits once drew one bar per head, the last protocol's."""
+    from jftzoo.bench.plot import heatmap
+
+    def row(fusion, split, auc, config="c0", text="minilm", vision="vit"):
+        return {"dataset": "d", "text": text, "vision": vision, "fusion": fusion, "mode": "top-k", "auc_mean": auc,
+                "auc_ci95": [auc - 0.01, auc + 0.01], "split": split, "config_hash": config,
+                "text_weights": "pretrained", "vision_weights": "pretrained"}
+
+    rows = [row("concat", "8:1:1, groups none", 0.8), row("concat", "8:1:1, groups near-duplicates", 0.7),
+            row("concat", "8:1:1, groups none", 0.75, config="c1abcdef99"),
+            row("text-only", "8:1:1, groups none", 0.7, vision=None)]
+    png = heatmap(rows, tmp_path / "h.png")
+    with Image.open(png) as img:
+        panels = json.loads(img.text["jftzoo-panels"])
+    assert [(p["protocol"], p["heads"]) for p in panels] == [
+        ("8:1:1, groups none", ["concat [c0]", "concat [c1abcdef]", "text-only"]),
+        ("8:1:1, groups near-duplicates", ["concat"])]
 
 
 def test_results_show_and_export(small_run, tmp_path):

@@ -1,4 +1,5 @@
-"""The benchmark figure: one panel per (dataset, mode). With several encoder pairs, a heatmap of pairs
+"""The benchmark figure: one panel per (dataset, split protocol, mode); rows of different protocols (random
+or group-aware splits, k-fold or a ratio) are never drawn as one. With several encoder pairs, a heatmap of pairs
 (rows) x heads and baselines (columns), colour = mean AUC; with one pair, a bar chart of the heads' mean
 AUC and its 95 % interval, which says the same without one-cell heatmaps. matplotlib (Agg) is imported
 here only."""
@@ -6,6 +7,7 @@ here only."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,31 +21,41 @@ def _shown(r: dict[str, Any]) -> bool:
     return r.get("auc_mean") is not None and r["fusion"] != "majority" and not r.get("outdated")
 
 
-def panels(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(dataset, mode) of every panel, in row order; rows without an AUC are left out. The SVM (always
-    frozen) is drawn in every mode's panel of its dataset as a reference."""
-    return list(dict.fromkeys((r["dataset"], r["mode"]) for r in rows if _shown(r) and r["fusion"] != "svm")) or \
-        list(dict.fromkeys((r["dataset"], r["mode"]) for r in rows if _shown(r)))
+def panels(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+    """(dataset, split protocol, mode) of every panel, in row order; rows without an AUC are left out. The
+    SVM (always frozen) is drawn in every mode's panel of its dataset and protocol as a reference."""
+    def key(r: dict[str, Any]) -> tuple[str, str | None, str]:
+        return r["dataset"], r.get("split"), r["mode"]
+
+    return list(dict.fromkeys(key(r) for r in rows if _shown(r) and r["fusion"] != "svm")) or \
+        list(dict.fromkeys(key(r) for r in rows if _shown(r)))
 
 
 def _pair(r: dict[str, Any]) -> tuple[str, str]:
     return encoder_label(r["text"], r.get("text_weights")), encoder_label(r["vision"], r.get("vision_weights"))
 
 
-def panel_grid(rows: Sequence[dict[str, Any]], dataset: str, mode: str
+def panel_grid(rows: Sequence[dict[str, Any]], dataset: str, protocol: str | None, mode: str
                ) -> tuple[list[str], list[str], list[list[dict[str, Any] | None]]]:
-    """(pair labels, head names, cells): a unimodal row fills every pair that holds its encoder."""
-    part = [r for r in rows if r["dataset"] == dataset and _shown(r) and (r["mode"] == mode or r["fusion"] == "svm")]
+    """(pair labels, head names, cells): a unimodal row fills every pair that holds its encoder. Two
+    configurations of one head (another recipe, another device) are two columns, told apart by their hash."""
+    part = [r for r in rows if r["dataset"] == dataset and r.get("split") == protocol and _shown(r)
+            and (r["mode"] == mode or r["fusion"] == "svm")]
     pairs = list(dict.fromkeys(_pair(r) for r in part if r["text"] and r["vision"]))
     if not pairs:  # only unimodal rows: one row per encoder
         pairs = list(dict.fromkeys(_pair(r) for r in part))
-    heads = list(dict.fromkeys(r["fusion"] for r in part))
+    same = Counter((r["fusion"], _pair(r)) for r in part)
+
+    def head(r: dict[str, Any]) -> str:
+        return f"{r['fusion']} [{(r.get('config_hash') or '')[:8]}]" if same[r["fusion"], _pair(r)] > 1 else r["fusion"]
+
+    heads = list(dict.fromkeys(head(r) for r in part))
     cells: list[list[dict[str, Any] | None]] = [[None] * len(heads) for _ in pairs]
     for r in part:
         t, v = _pair(r)
         for i, (pt, pv) in enumerate(pairs):
             if (r["text"] is None or t == pt) and (r["vision"] is None or v == pv):
-                cells[i][heads.index(r["fusion"])] = r
+                cells[i][heads.index(head(r))] = r
     return [f"{t} + {v}" for t, v in pairs], heads, cells
 
 
@@ -58,7 +70,8 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     keys = panels(rows)
     if not keys:
         return None
-    grids = [panel_grid(rows, d, m) for d, m in keys]
+    grids = [panel_grid(rows, d, p, m) for d, p, m in keys]
+    several_protocols = len({(d, p) for d, p, _ in keys}) > len({d for d, _, _ in keys})
     bars = all(len(pairs) == 1 for pairs, _, _ in grids)
     widest = max(len(heads) for _, heads, _ in grids)
     heights = [max(1.6, 0.42 * len(heads) + 0.9) if bars else 0.55 * len(pairs) + 1.6 for pairs, heads, _ in grids]
@@ -66,9 +79,10 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     fig, axes = plt.subplots(len(keys), 1, figsize=(width, sum(heights) + 0.3), squeeze=False,
                              gridspec_kw={"height_ratios": heights}, layout="constrained")
     image = None
-    for ax, (dataset, mode), (pairs, heads, cells) in zip(axes[:, 0], keys, grids, strict=True):
-        majority = next((r for r in rows if r["dataset"] == dataset and r["fusion"] == "majority"
-                         and r.get("auc_mean") is not None), None)
+    for ax, (dataset, protocol, mode), (pairs, heads, cells) in zip(axes[:, 0], keys, grids, strict=True):
+        majority = next((r for r in rows if r["dataset"] == dataset and r.get("split") == protocol
+                         and r["fusion"] == "majority" and r.get("auc_mean") is not None), None)
+        where = f"{dataset}\n{protocol} · " if several_protocols else f"{dataset}\n"  # two lines: long paths
         if bars:
             values = [c["auc_mean"] for c in cells[0]]  # type: ignore[index]
             ci = [c.get("auc_ci95") for c in cells[0]]  # type: ignore[union-attr]
@@ -86,7 +100,7 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
                 ax.axvline(majority["auc_mean"], color="black", ls="--", lw=0.8)
             ax.set_xlabel("AUC (macro one-vs-rest), mean over splits; bars: 95 % interval; dashed: majority",
                           fontsize=8)
-            ax.set_title(f"{dataset} · {mode} · {pairs[0]}", fontsize=10, loc="left")
+            ax.set_title(f"{where}{mode} · {pairs[0]}", fontsize=10, loc="left")
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
             continue
@@ -98,13 +112,14 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
                         color="white" if value < 0.8 else "black")
         ax.set_xticks(range(len(heads)), heads, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
-        ax.set_title(f"{dataset} · {mode}", fontsize=10, loc="left")
+        ax.set_title(f"{where}{mode}", fontsize=10, loc="left")
     if image is not None:
         fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8, label="AUC (macro one-vs-rest, mean over splits)")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # What the picture shows rides along as PNG text, so tools (and tests) can read it.
-    meta = [{"dataset": d, "mode": m, "pairs": p, "heads": h} for (d, m), (p, h, _) in zip(keys, grids, strict=True)]
+    meta = [{"dataset": d, "protocol": proto, "mode": m, "pairs": p, "heads": h}
+            for (d, proto, m), (p, h, _) in zip(keys, grids, strict=True)]
     kind = "bars" if bars else "heatmap"
     fig.savefig(out, dpi=110, metadata={"jftzoo-panels": json.dumps(meta), "jftzoo-kind": kind})
     plt.close(fig)
