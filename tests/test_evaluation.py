@@ -279,3 +279,23 @@ def test_predictions_command_prints_one_object_per_record(tmp_path: Path):
     victim.write_bytes(victim.read_bytes()[:-3] + b"xyz")
     damaged = CliRunner().invoke(cli, ["results", "predictions", "--results", str(folder)])
     assert damaged.exit_code == 1 and "does not match the digest" in damaged.output
+
+
+def test_each_split_protocol_is_its_own_table_and_picks_its_own_best():
+    """Validation parts of random and group-aware splits differ: "best on validation" never compares them."""
+    from jftzoo.bench.report import table_parts, to_markdown
+
+    def row(split, fusion, val):
+        return {"dataset": "d", "split": split, "fusion": fusion, "mode": "frozen", "text": "minilm", "vision": "vit",
+                "weights": "pretrained", "config_hash": f"{fusion}{split[-4:]}", "n_splits": 2, "wall_s": 1.0,
+                "status": "ok", **{f"{p}{m}_mean": v for p, v in (("", 0.5), ("val_", val))
+                                   for m in ("accuracy", "f1_macro", "f1_weighted", "auc")}}
+
+    rows = [row("8:1:1, groups none", "concat", 0.9), row("8:1:1, groups none", "late", 0.8),
+            row("8:1:1, groups near-duplicates", "concat", 0.6), row("8:1:1, groups near-duplicates", "late", 0.7)]
+    assert [(t, [r["fusion"] for r in p]) for t, p in table_parts(rows)] == [
+        ("d · 8:1:1, groups none", ["concat", "late"]), ("d · 8:1:1, groups near-duplicates", ["concat", "late"])]
+    md = to_markdown(rows)
+    assert "### d · 8:1:1, groups none" in md and "### d · 8:1:1, groups near-duplicates" in md
+    bold_rows = [line.split(" | ")[2] for line in md.splitlines() if line.startswith("| ") and "**" in line]
+    assert bold_rows == ["concat", "late"]  # the best of each protocol, not late nowhere and concat twice

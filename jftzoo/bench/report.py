@@ -188,15 +188,23 @@ def protocol_line(rows: Sequence[dict[str, Any]]) -> str:
     return f"Protocol: {'; '.join(protocols) or '—'}; seeds {', '.join(map(str, seeds)) or '—'}."
 
 
+def table_parts(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(title, rows) of each table: one per dataset and split protocol, in row order. Validation parts of
+    different protocols differ, so "best on validation" is only ever decided within one protocol."""
+    keys = list(dict.fromkeys((r["dataset"], r.get("split")) for r in rows))
+    several = {d for d, _ in keys if sum(k[0] == d for k in keys) > 1}
+    return [(f"{d} · {p}" if d in several else d, [r for r in rows if (r["dataset"], r.get("split")) == (d, p)])
+            for d, p in keys]
+
+
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """A table per dataset; bold = best validation mean per metric (test figure shown)."""
+    """A table per dataset and split protocol; bold = best validation mean per metric (test figure shown)."""
     out = []
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        part = [r for r in rows if r["dataset"] == dataset]
+    for title, part in table_parts(rows):
         best = best_in_columns(part)
         columns = table_columns(part)
         share = len(columns) > len(TABLE_COLUMNS)
-        out += [f"### {dataset}", "", protocol_line(part), "",
+        out += [f"### {title}", "", protocol_line(part), "",
                 "| " + " | ".join(columns) + " |",
                 "|---|---|---|---|---|" + "---:|" * (len(columns) - 5)]
         for i, r in enumerate(part):

@@ -44,8 +44,10 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     from jftzoo.bench.report import NOTES, SHARE_NOTE
 
     out, _ = consoles()
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        out.print(rows_table([r for r in rows if r["dataset"] == dataset], dataset))
+    from jftzoo.bench.report import table_parts
+
+    for _, part in table_parts(rows):  # its title line names the protocol
+        out.print(rows_table(part, part[0]["dataset"]))
     for note in NOTES:
         out.print(note, highlight=False)
     if any(r.get("text_share") is not None for r in rows):
