@@ -14,7 +14,7 @@ from jftzoo.bench.ensemble_select import select_ensembles
 from jftzoo.bench.predictions import Predictions, read_predictions, write_predictions
 from jftzoo.bench.store import ResultStore
 from jftzoo.cli import cli
-from jftzoo.errors import JftzooError
+from jftzoo.errors import JftzooError, UsageError
 from jftzoo.train.metrics import evaluate
 
 LABELS = ["negative", "neutral", "positive"]
@@ -114,6 +114,17 @@ def test_a_store_without_shared_splits_says_there_is_nothing_to_pick(tmp_path: P
     assert select_ensembles(ResultStore(folder).records(), folder) == []
     shown = CliRunner().invoke(cli, ["results", "show", "--results", str(folder), "--select-ensemble", "3"])
     assert shown.exit_code == 0 and "nothing to pick from" in " ".join(shown.stderr.split())
+
+
+def test_a_search_too_large_to_score_is_refused_with_the_largest_n_that_fits(tmp_path: Path, monkeypatch):
+    import jftzoo.bench.ensemble_select as es
+
+    monkeypatch.setattr(es, "MAX_SUBSETS", 6)  # 3 rows: N=1 is 3 subsets, N=2 is 6, N=3 is 7
+    folder = _store(tmp_path, ROWS)
+    with pytest.raises(UsageError, match=r"--select-ensemble 3 over 3 rows is 7 subsets .* --select-ensemble 2 or"):
+        select_ensembles(ResultStore(folder).records(), folder, max_members=3)
+    res = CliRunner().invoke(cli, ["results", "show", "--results", str(folder), "--select-ensemble", "3"])
+    assert res.exit_code == 2 and "take --select-ensemble 2 or fewer" in " ".join(res.stderr.split())
 
 
 def test_modes_limit_the_candidates(tmp_path: Path):

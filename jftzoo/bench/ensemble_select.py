@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from jftzoo.bench.predictions import Predictions, read_predictions
-from jftzoo.errors import JftzooError
+from jftzoo.errors import JftzooError, UsageError
 
 EXCLUDED = ("majority",)  # constant class priors: adds nothing to an average
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
+MAX_SUBSETS = 200_000  # exhaustive: ~0.2 ms a subset and split (MVSA, 452 records), so minutes at most
 
 Unit = tuple[str, Any, Any]  # (split digest, fold, seed): one scored split
 
@@ -123,6 +125,12 @@ def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, me
     left_out = sorted(labels[h] for h in rows if h not in complete)
     if len(complete) < 2:
         return None
+    total = sum(math.comb(len(complete), k) for k in range(1, min(max_members, len(complete)) + 1))
+    if total > MAX_SUBSETS:
+        fits = max((k for k in range(1, max_members + 1)
+                    if sum(math.comb(len(complete), j) for j in range(1, k + 1)) <= MAX_SUBSETS), default=1)
+        raise UsageError(f"--select-ensemble {max_members} over {len(complete)} rows is {total:,} subsets to score "
+                         f"(at most {MAX_SUBSETS:,}); take --select-ensemble {fits} or fewer")
     loaded: dict[str, dict[Unit, dict[str, Predictions]]] = {}
     for h in complete:
         loaded[h] = {u: {part: read_predictions(results_dir, rows[h][u], part) for part in ("val", "test")}
