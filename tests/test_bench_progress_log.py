@@ -60,3 +60,19 @@ def test_estimates_come_from_the_store_when_it_has_them() -> None:
     fresh = Estimator([]).task(cell, "abc", 100, 8)
     assert fresh.source == "default" and fresh.seconds == DEFAULT_RATES["top-k"] * 2 * 800  # k=2 groups
     assert describe(30) == "about 30 s" and describe(4800) == "about 1 h 20 min"
+
+
+def test_runs_on_another_kind_of_device_do_not_estimate_this_one() -> None:
+    """An H100's joint runs once promised a CPU bench "about 3 min" for what takes hours."""
+    from jftzoo.bench.estimate import DEFAULT_RATES, Estimator
+    from jftzoo.bench.grid import Cell
+
+    cell = Cell("d", "minilm", "efficientnet_lite0", "concat", "joint")
+    gpu = [{"config_hash": "abc", "train_s": 10.0, "n_train": 100, "epochs_run": 5, "mode": "joint",
+            "fusion": "concat", "text": "minilm", "vision": "efficientnet_lite0", "device": "cuda"}]
+    on_cpu = Estimator(gpu, "cpu").task(cell, "abc", 100, 8)
+    assert on_cpu.source == "default" and on_cpu.seconds == DEFAULT_RATES["joint"] * 800
+    on_gpu = Estimator(gpu, "cuda:0").task(cell, "abc", 100, 8)
+    assert on_gpu.source == "measured" and on_gpu.seconds == 10.0
+    cpu = [{**gpu[0], "device": None, "train_s": 400.0}]  # older records name no device: they ran on a CPU
+    assert Estimator(cpu).task(cell, "abc", 100, 8).seconds == 400.0

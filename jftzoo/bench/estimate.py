@@ -1,5 +1,5 @@
-"""How long a bench plan will take, before it starts: from the results store's own past runs where it has
-them, else from rates measured on the 2-core reference CPU.
+"""How long a bench plan will take, before it starts: from the results store's own past runs on the same kind
+of device (CPU, CUDA, MPS) where it has them, else from rates measured on the 2-core reference CPU.
 
 An estimate says where it came from ("measured": finished runs of the same configuration; "similar": the
 same mode, head and encoders under other options; "default": the reference rates), so nobody mistakes a
@@ -34,13 +34,22 @@ def _rate(record: dict[str, Any]) -> float | None:
     return float(s) / (n * (record.get("epochs_run") or 1))
 
 
-class Estimator:
-    """Estimates from a results store's records (`ResultStore.records()`)."""
+def device_kind(device: str | None) -> str:
+    """cpu, cuda or mps: a joint training is ~50x faster on an H100 than on the reference CPU, so a store's
+    runs only estimate runs on the same kind of device (records without a device were made on a CPU)."""
+    name = str(device or "cpu")
+    return next((k for k in ("cuda", "mps") if name.startswith(k)), "cpu")
 
-    def __init__(self, records: Iterable[dict[str, Any]]) -> None:
+
+class Estimator:
+    """Estimates from a results store's records (`ResultStore.records()`) made on the same kind of device."""
+
+    def __init__(self, records: Iterable[dict[str, Any]], device: str = "cpu") -> None:
         self.by_hash: dict[str, list[dict[str, Any]]] = {}
         self.by_kind: dict[tuple[Any, ...], list[float]] = {}
         for r in records:
+            if device_kind(r.get("device")) != device_kind(device):
+                continue
             self.by_hash.setdefault(str(r.get("config_hash")), []).append(r)
             rate = _rate(r)
             if rate is not None:

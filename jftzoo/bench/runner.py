@@ -209,7 +209,7 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     from jftzoo.bench.estimate import Estimator
     from jftzoo.fusion.registry import get_fusion_spec
 
-    estimator = Estimator(stored)
+    estimator = Estimator(stored, config.device)
     work: list[Work] = []
     rows: dict[str, dict[str, Any]] = {}
     finished = 0
