@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
 MAX_MEMBERS = 3  # ensembles picked on validation: subsets of up to this many rows
 CAPS = (2, 3, 4, 5)  # the caps the table reports side by side (validation rises with the cap by construction)
+assert MAX_MEMBERS in CAPS
 PROTOCOL = {"none": "random stratified 8:1:1 (`--groups none`, the literature's protocol)",
             "near-duplicates": "group-aware 8:1:1 (`--groups near-duplicates`: near-duplicates never cross parts)"}
 PUBLISHED = [("MultiSentiNet", 0.698), ("CoMN", 0.705), ("MGNNS", 0.738), ("CLMLF", 0.753), ("MDSE", 0.762),
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
 
-    from jftzoo.bench.compare import paired_compare
+    from jftzoo.bench.compare import paired_compare, split_unit
     from jftzoo.bench.ensemble import ensemble_records
     from jftzoo.bench.ensemble_select import select_ensembles
     from jftzoo.bench.report import summarize, to_json
@@ -145,13 +146,12 @@ def main() -> None:
 
     records = ResultStore(args.results).records()
     records += ensemble_records([r for r in records if r["mode"] == "frozen"], args.results)
-    picks: dict[tuple[str, str], Any] = {}  # (groups, "any"|"frozen") -> validation's pick
-    for label, modes in (("any", None), ("frozen", ("frozen",))):
-        for choice in select_ensembles(records, args.results, MAX_MEMBERS, modes=modes):
-            picks[(str(choice.protocol.get("groups")), label)] = choice
+    # The cap is a choice too: what each would have picked is shown, not chosen from; MAX_MEMBERS's is the pick.
+    caps = {n: {str(c.protocol.get("groups")): c for c in select_ensembles(records, args.results, n)} for n in CAPS}
+    picks: dict[tuple[str, str], Any] = {(g, "any"): c for g, c in caps[MAX_MEMBERS].items()}  # (groups, scope)
+    for choice in select_ensembles(records, args.results, MAX_MEMBERS, modes=("frozen",)):
+        picks[(str(choice.protocol.get("groups")), "frozen")] = choice
     records += list({r["key"]: r for c in picks.values() for r in c.records}.values())
-    caps = {n: {str(c.protocol.get("groups")): c for c in select_ensembles(records, args.results, n)}
-            for n in CAPS}  # the cap is a choice too: what each would have picked, shown, not chosen from
     rows = [r for r in summarize(records) if not r["outdated"]]
     by_hash: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -192,12 +192,11 @@ def main() -> None:
                                                               and not by_hash[r["config_hash"]][0].get("selection")):
                 continue
             a, b = by_hash[r["config_hash"]], by_hash[base["config_hash"]]
-            common = {(x["split"]["digest"], x["fold"], x["seed"]) for x in a} & {
-                (x["split"]["digest"], x["fold"], x["seed"]) for x in b}
+            common = {split_unit(x) for x in a} & {split_unit(x) for x in b}
             if not common:
                 continue
-            a = [x for x in a if (x["split"]["digest"], x["fold"], x["seed"]) in common]
-            b = [x for x in b if (x["split"]["digest"], x["fold"], x["seed"]) in common]
+            a = [x for x in a if split_unit(x) in common]
+            b = [x for x in b if split_unit(x) in common]
             c = paired_compare(args.results, r, base, a, b, "accuracy", args.resamples).to_dict()
             c["groups"], c["setting"] = groups, setting(a[0])
             comparisons.append(c)
@@ -233,8 +232,8 @@ def main() -> None:
                 cap_cells.append(f"up to {n}: {' + '.join(choice.members)} alone (validation {choice.val_score:.3f})")
                 continue
             a = choice.records
-            b = [x for x in by_hash[base["config_hash"]] if (x["split"]["digest"], x["fold"], x["seed"]) in
-                 {(y["split"]["digest"], y["fold"], y["seed"]) for y in a}]
+            units = {split_unit(y) for y in a}
+            b = [x for x in by_hash[base["config_hash"]] if split_unit(x) in units]
             c = paired_compare(args.results, summarize(a)[0], base, a, b, "accuracy", args.resamples).to_dict()
             cap_cells.append(f"up to {n}: {' + '.join(choice.members)}, validation {choice.val_score:.3f}, test "
                              f"{c['a_mean']:.3f}, {c['diff']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]")

@@ -7,6 +7,12 @@ from jftzoo.errors import UsageError, suggest
 KINDS = ("cpu", "cuda", "mps")
 
 
+def device_kind(device: str | None) -> str:
+    """cpu, cuda or mps of a --device name such as cuda:1 (None: cpu, what records without a device ran on)."""
+    kind = str(device or "cpu").split(":")[0]
+    return kind if kind in KINDS else "cpu"
+
+
 def check_device(name: str) -> str:
     """`name` when torch can run on it here; else a UsageError that says what this machine has."""
     import torch

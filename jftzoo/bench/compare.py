@@ -131,10 +131,15 @@ def metric_value(metric: str, y: Any, probs: Any, n_classes: int) -> float:
     return float(np.mean([_binary_auc(y == c, scores[:, j]) for j, c in enumerate(present)]))
 
 
+def split_unit(record: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(split digest, fold, seed): the scored split a record belongs to; records of two rows pair on it."""
+    return (record.get("split") or {}).get("digest"), record["fold"], record["seed"]
+
+
 def _pairs(results_dir: Path, records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]]
            ) -> list[tuple[Predictions, Predictions]]:
     def by_split(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-        return {(r.get("split", {}).get("digest"), r["fold"], r["seed"]): r for r in records}
+        return {split_unit(r): r for r in records}
 
     a, b = by_split(records_a), by_split(records_b)
     if None in {k[0] for k in (*a, *b)}:
@@ -151,7 +156,7 @@ def _pairs(results_dir: Path, records_a: Sequence[dict[str, Any]], records_b: Se
     out = []
     for key in sorted(a, key=str):
         pa, pb = read_predictions(results_dir, a[key]), read_predictions(results_dir, b[key])
-        if pa.ids != pb.ids or pa.true != pb.true or pa.labels != pb.labels:
+        if not pa.same_records(pb):
             raise JftzooError(f"split {_split_name([key])}: the rows' stored test records differ; cannot pair them")
         out.append((pa, pb))
     return out

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jftzoo.bench.predictions import read_predictions
+from jftzoo.bench.predictions import read_parts
 
 SINGLE = ("majority", "svm", "text-only", "image-only", "clip")  # baselines and unimodal rows never join
 
@@ -41,8 +41,9 @@ def ensemble_records(records: Sequence[dict[str, Any]], results_dir: Path,
         names = sorted(members)
         first = members[names[0]]
         parts = {}
+        stored = [read_parts(results_dir, members[n]) for n in names]  # test and val from one read each
         for part in ("test", "val"):
-            preds = [read_predictions(results_dir, members[n], part) for n in names]
+            preds = [s[part] for s in stored]
             ids = preds[0].ids
             if any(p.ids != ids for p in preds):  # never happens for one split; refuse rather than misalign
                 break

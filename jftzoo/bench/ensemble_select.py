@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jftzoo.bench.predictions import Predictions, read_predictions
+from jftzoo.bench.compare import metric_value, split_unit
+from jftzoo.bench.predictions import Predictions, read_parts
 from jftzoo.errors import JftzooError, UsageError
 
 EXCLUDED = ("majority",)  # constant class priors: adds nothing to an average
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
 MAX_SUBSETS = 200_000  # exhaustive: ~0.2 ms a subset and split (MVSA, 452 records), so minutes at most
 
-Unit = tuple[str, Any, Any]  # (split digest, fold, seed): one scored split
+Unit = tuple[Any, Any, Any]  # (split digest, fold, seed): one scored split (compare.split_unit)
 
 
 @dataclass
@@ -63,10 +64,6 @@ def _protocol_label(protocol: dict[str, Any]) -> str:
 
 def row_label(record: dict[str, Any]) -> str:
     return f"{record['mode']} {record['fusion']}"
-
-
-def _unit(record: dict[str, Any]) -> Unit:
-    return ((record.get("split") or {}).get("digest", ""), record["fold"], record["seed"])
 
 
 def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_members: int = 3,
@@ -103,11 +100,10 @@ def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_m
 def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, metric: str) -> EnsembleChoice | None:
     import numpy as np
 
-    from jftzoo.bench.compare import metric_value
 
     rows: dict[str, dict[Unit, dict[str, Any]]] = defaultdict(dict)
     for r in group:
-        rows[r.get("config_hash") or r["key"]].setdefault(_unit(r), r)
+        rows[r.get("config_hash") or r["key"]].setdefault(split_unit(r), r)
     # Every member must have been scored on the same splits: the largest set of splits two or more rows
     # have (ties: the one most rows have); rows lacking some of them are left out and listed.
     def covering(s: frozenset) -> int:
@@ -133,18 +129,16 @@ def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, me
                          f"(at most {MAX_SUBSETS:,}); take --select-ensemble {fits} or fewer")
     loaded: dict[str, dict[Unit, dict[str, Predictions]]] = {}
     for h in complete:
-        loaded[h] = {u: {part: read_predictions(results_dir, rows[h][u], part) for part in ("val", "test")}
-                     for u in units}
+        loaded[h] = {u: read_parts(results_dir, rows[h][u], ("val", "test")) for u in units}
     for u in units:
         first = loaded[complete[0]][u]
         for h in complete[1:]:
             for part in ("val", "test"):
-                a, b = first[part], loaded[h][u][part]
-                if a.ids != b.ids or a.true != b.true or a.labels != b.labels:
+                if not loaded[h][u][part].same_records(first[part]):
                     raise JftzooError(
                         f"records {rows[complete[0]][u]['key'][:12]} and {rows[h][u]['key'][:12]} share split "
-                        f"{u[0][:12]} (fold {u[1]}, seed {u[2]}) but not their {part} records or labels; the store "
-                        "is inconsistent: re-run one of them with `jftzoo bench`")
+                        f"{str(u[0])[:12]} (fold {u[1]}, seed {u[2]}) but not their {part} records or labels; the "
+                        "store is inconsistent: re-run one of them with `jftzoo bench`")
 
     def score(subset: tuple[str, ...]) -> float:
         values = []

@@ -9,6 +9,7 @@ record that names them is appended, so a record never points at a missing or par
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ class Predictions:
     ids: list[str]
     true: list[int]  # index into `labels`
     probs: Any  # (N, C) float32
+
+    def same_records(self, other: Predictions) -> bool:
+        """Scored on the same records, in the same order, with the same labels: what averaging or pairing needs."""
+        return self.ids == other.ids and self.true == other.true and self.labels == other.labels
 
     @property
     def accuracy(self) -> float:
@@ -68,33 +73,45 @@ def predictions_bytes(results_dir: Path, record: dict[str, Any]) -> bytes:
 
 def read_predictions(results_dir: Path, record: dict[str, Any], part: str = "test") -> Predictions:
     """The record's stored predictions (`part` 'test' or 'val'), checked against the record's digest."""
+    return read_parts(results_dir, record, (part,))[part]
+
+
+def read_parts(results_dir: Path, record: dict[str, Any], parts: Sequence[str] = ("test", "val")
+               ) -> dict[str, Predictions]:
+    """Several parts of the record's stored predictions from one read (and one digest check) of its file."""
     import io
 
     import numpy as np
 
     meta = record.get("predictions")
     if meta and "members" in meta:  # a derived ensemble record: its members' probabilities, averaged
-        return _averaged(results_dir, record, part)
+        return _averaged(results_dir, record, parts)
     if not meta:
         raise JftzooError(f"record {str(record.get('key'))[:12]} has no stored predictions (made by jftzoo "
                           f"{record.get('jftzoo_version', '0.1.0 or older')}); re-run its cell with `jftzoo bench`")
     data = predictions_bytes(Path(results_dir), record)
+    out = {}
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        prefix = "" if part == "test" else "val_"
-        if f"{prefix}ids" not in z:
-            raise JftzooError(f"{Path(results_dir) / meta['file']} holds no {part} predictions")
-        return Predictions([str(x) for x in z["labels"]], [str(x) for x in z[f"{prefix}ids"]],
-                           [int(x) for x in z[f"{prefix}true"]], z[f"{prefix}probs"])
+        for part in parts:
+            prefix = "" if part == "test" else "val_"
+            if f"{prefix}ids" not in z:
+                raise JftzooError(f"{Path(results_dir) / meta['file']} holds no {part} predictions")
+            out[part] = Predictions([str(x) for x in z["labels"]], [str(x) for x in z[f"{prefix}ids"]],
+                                    [int(x) for x in z[f"{prefix}true"]], z[f"{prefix}probs"])
+    return out
 
 
-def _averaged(results_dir: Path, record: dict[str, Any], part: str) -> Predictions:
+def _averaged(results_dir: Path, record: dict[str, Any], parts: Sequence[str]) -> dict[str, Predictions]:
     import numpy as np
 
-    members = [read_predictions(results_dir, {"key": key, "predictions": meta}, part)
+    members = [read_parts(results_dir, {"key": key, "predictions": meta}, parts)
                for key, meta in zip(record["members"], record["predictions"]["members"], strict=True)]
-    first = members[0]
-    for key, other in zip(record["members"][1:], members[1:], strict=True):
-        if other.ids != first.ids or other.true != first.true or other.labels != first.labels:
-            raise JftzooError(f"ensemble member {key[:12]} was scored on other {part} records than "
-                              f"{record['members'][0][:12]}; its members cannot be averaged")
-    return Predictions(first.labels, first.ids, first.true, np.mean([m.probs for m in members], axis=0))
+    out = {}
+    for part in parts:
+        first = members[0][part]
+        for key, other in zip(record["members"][1:], members[1:], strict=True):
+            if not other[part].same_records(first):
+                raise JftzooError(f"ensemble member {key[:12]} was scored on other {part} records than "
+                                  f"{record['members'][0][:12]}; its members cannot be averaged")
+        out[part] = Predictions(first.labels, first.ids, first.true, np.mean([m[part].probs for m in members], axis=0))
+    return out

@@ -49,12 +49,12 @@ def expand_output(out: EncoderOutput, b: int) -> EncoderOutput:
 
 
 def encode_records(model: torch.nn.Module, records: Sequence[Record], device: torch.device
-            ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+                   ) -> tuple[EncoderOutput | None, EncoderOutput | None]:
     from jftzoo.train.model import run_present
     from jftzoo.train.trainer import to_device
 
     batch = to_device(model.preprocess([r.item("text") for r in records], [r.item("vision") for r in records]),
-                       device)
+                      device)
     return (run_present(model.text, batch["text"], model.text) if "text" in batch else None,
             run_present(model.vision, batch["vision"], model.vision) if "vision" in batch else None)
 
