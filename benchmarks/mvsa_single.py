@@ -47,15 +47,26 @@ def setting(record: dict[str, Any]) -> str:
     return ", ".join(diff) or "defaults"
 
 
+def device_name(record: dict[str, Any]) -> str:
+    """Where a record was trained: CPU, or the GPU's model (records name their device and machine)."""
+    if str(record.get("device", "cpu")).startswith("cuda"):
+        return str(record.get("machine", "")).rsplit(", ", 1)[-1].replace("NVIDIA ", "").split(" ")[0] or "GPU"
+    return "CPU"
+
+
 def ran_on(records: list[dict[str, Any]]) -> str:
-    """Where a row's records were trained: CPU, or the GPU's model (records name their device and machine)."""
-    names = set()
+    return "+".join(sorted({device_name(x) for x in records}))
+
+
+def train_minutes(records: list[dict[str, Any]]) -> str:
+    """Training minutes summed over the row's records, per device when its seeds ran on several (a CPU's
+    minutes and a GPU's are not the same unit)."""
+    per: dict[str, float] = {}
     for x in records:
-        if str(x.get("device", "cpu")).startswith("cuda"):
-            names.add(str(x.get("machine", "")).rsplit(", ", 1)[-1].replace("NVIDIA ", "").split(" ")[0] or "GPU")
-        else:
-            names.add("CPU")
-    return "+".join(sorted(names))
+        per[device_name(x)] = per.get(device_name(x), 0.0) + x.get("train_s", x.get("wall_s", 0.0)) / 60
+    if len(per) == 1:
+        return f"{next(iter(per.values())):.1f}"
+    return " + ".join(f"{m:.1f} {d}" for d, m in sorted(per.items()))
 
 
 def chosen_on_validation(part: list[dict[str, Any]], by_hash: dict[str, list[dict[str, Any]]]) -> str:
@@ -173,10 +184,10 @@ def main() -> None:
                   "| train min | ran on |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in part:
             first = by_hash[r["config_hash"]][0]
-            minutes = sum(x.get("train_s", x.get("wall_s", 0.0)) for x in by_hash[r["config_hash"]]) / 60
+            minutes = train_minutes(by_hash[r["config_hash"]])
             lines.append(f"| {r['mode']} | {r['fusion']} | {setting(first)} | {r['n_seeds']} | "
                          f"{fmt(r, 'accuracy')} | {fmt(r, 'f1_weighted')} | {fmt(r, 'f1_macro')} | {fmt(r, 'auc')} | "
-                         f"{fmt(r, 'val_accuracy')} | {minutes:.1f} | {ran_on(by_hash[r['config_hash']])} |")
+                         f"{fmt(r, 'val_accuracy')} | {minutes} | {ran_on(by_hash[r['config_hash']])} |")
         lines.append("")
         choice = chosen_on_validation(part, by_hash)
         if choice:

@@ -62,15 +62,30 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def describe_encoder(encoder: Encoder) -> dict[str, Any]:
-    """What an encoder computes: its name, class, weights checksum, preprocessing and library versions."""
+def describe_model(encoder: Encoder) -> dict[str, Any]:
+    """What an encoder computes, wherever it runs: its name, class, weights checksum and preprocessing."""
     return {"name": encoder.name, "class": type(encoder).__qualname__,
-            "preprocess": encoder.preprocess_config(), "weights": weights_digest(encoder),
-            "libraries": library_versions()}
+            "preprocess": encoder.preprocess_config(), "weights": weights_digest(encoder)}
+
+
+def describe_encoder(encoder: Encoder) -> dict[str, Any]:
+    """`describe_model` plus the library versions it runs under: what a cached output depends on."""
+    return {**describe_model(encoder), "libraries": library_versions()}
+
+
+def fingerprint_of(description: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def encoder_fingerprint(encoder: Encoder) -> str:
-    return hashlib.sha256(json.dumps(describe_encoder(encoder), sort_keys=True, default=str).encode()).hexdigest()
+    """Names cached outputs: weights, preprocessing and library versions (a new torch may change the last digits)."""
+    return fingerprint_of(describe_encoder(encoder))
+
+
+def encoder_identity(encoder: Encoder) -> str:
+    """Names the model in a bench configuration: weights and preprocessing, not the library versions, so the
+    seeds of one configuration may run on several machines (each record keeps its versions)."""
+    return fingerprint_of(describe_model(encoder))
 
 
 @dataclass
@@ -114,12 +129,20 @@ class FeatureStore:
         self.batch_size = batch_size
         self.backend = backend
         self._memory: dict[str, Entry] = {}
-        # encoder -> (param versions, preprocess, fp); weak keys, so a new encoder never inherits a dead one's id
-        self._fingerprints: weakref.WeakKeyDictionary[Encoder, tuple[int, str, str]] = weakref.WeakKeyDictionary()
+        # encoder -> (param versions, preprocess, fp, identity); weak keys: a new encoder never inherits a dead one's
+        self._fingerprints: weakref.WeakKeyDictionary[Encoder, tuple[int, str, str, str]] = weakref.WeakKeyDictionary()
         self.encoded: Counter[str] = Counter()
         self.passes: Counter[str] = Counter()
 
     def fingerprint(self, encoder: Encoder) -> str:
+        """Names this encoder's cached outputs (`encoder_fingerprint`, plus the runtime when not PyTorch)."""
+        return self._known(encoder)[2]
+
+    def identity(self, encoder: Encoder) -> str:
+        """Names the encoder in a bench configuration (`encoder_identity`): no library versions."""
+        return self._known(encoder)[3]
+
+    def _known(self, encoder: Encoder) -> tuple[int, str, str, str]:
         # Hashing the weights costs ~0.3 s for 100 MB; a frozen encoder's weights do not change
         # between calls, but guard on the parameters' version counters so a trained one is re-hashed,
         # and on the preprocessing config so e.g. a new `max_length` never serves stale outputs.
@@ -133,14 +156,15 @@ class FeatureStore:
             tag = backend_tag(resolve(self.backend, encoder))
             if tag:  # another runtime's outputs differ in the last digits: never mixed with PyTorch's
                 described["backend"] = tag
-            fp = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
-            known = (version, preprocess, fp)
+            fp = fingerprint_of(described)
+            model = {k: v for k, v in described.items() if k != "libraries"}  # another runtime stays apart
+            known = (version, preprocess, fp, fingerprint_of(model))
             self._fingerprints[encoder] = known
             if self.cache is not None:
                 ns = self.cache.namespace(encoder.name, fp)
                 self.cache.describe(ns, {"encoder": encoder.name, "fingerprint": fp, **described,
                                          "weight_source": str(encoder.weight_source)})
-        return known[2]
+        return known
 
     def features(
         self,

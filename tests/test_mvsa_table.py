@@ -56,6 +56,13 @@ def test_ran_on_names_the_gpu_model_or_cpu():
     assert table.ran_on(both) == "CPU+H100"
 
 
+def test_train_minutes_are_split_by_device_when_a_rows_seeds_ran_on_several():
+    gpu = [{**r, "train_s": 120.0} for r in _records("j", {0: 0.7, 1: 0.7}, {0: 0.7, 1: 0.7}, device="cuda")]
+    cpu = [{**r, "train_s": 1800.0} for r in _records("j", {2: 0.7}, {2: 0.7})]
+    assert table.train_minutes(gpu) == "4.0"
+    assert table.train_minutes(gpu + cpu) == "30.0 CPU + 4.0 H100"
+
+
 def test_validations_ensemble_pick_competes_but_an_unselected_ensemble_does_not():
     by_hash = {"f": _records("f", {0: 0.70, 1: 0.72}, {0: 0.80, 1: 0.80}),
                "s": _records("s", {0: 0.80, 1: 0.80}, {0: 0.75, 1: 0.75}),

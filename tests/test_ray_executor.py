@@ -242,7 +242,7 @@ def test_encoders_are_built_the_same_in_every_process(tmp_path, monkeypatch) -> 
         expected = torch.rand(3)
         torch.manual_seed(seed)
         encoders = Encoders(BenchConfig(random_init=True))
-        prints.append(encoders.fingerprint("resnet50"))
+        prints.append(encoders.identity("resnet50"))
         assert encoders.weights["resnet50"] == "random"
         assert torch.equal(torch.rand(3), expected)  # building drew nothing from the global generator
     assert prints[0] == prints[1]

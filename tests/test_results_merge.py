@@ -121,3 +121,17 @@ def test_missing_files_are_named(tmp_path: Path, field: str):
     (src / path).unlink()
     res = CliRunner().invoke(cli, ["results", "merge", str(src), "--into", str(dest)])
     assert res.exit_code == 1 and Path(path).name in _err(res) and _keys(dest) == ["concat-0-cpu"]
+
+
+def test_merge_names_records_of_an_earlier_key_scheme_and_the_command_that_re_keys_them(tmp_path: Path):
+    from jftzoo.bench.grid import KEY_SCHEME
+
+    dest = _store(tmp_path / "main", [("concat", 0, "cpu")])
+    src = _store(tmp_path / "old", [("concat", 1, "cuda"), ("concat", 2, "cuda")])
+    res = CliRunner().invoke(cli, ["results", "merge", str(src), "--into", str(dest)])
+    assert res.exit_code == 0 and "2 of them were stored under an earlier key scheme" in _err(res)
+    assert f"jftzoo results migrate --results {dest}" in _err(res)
+    new = _store(tmp_path / "new", [("concat", 3, "cuda")])
+    (new / "results.jsonl").write_text(json.dumps({**ResultStore(new).records()[0], "key_scheme": KEY_SCHEME}) + "\n")
+    res = CliRunner().invoke(cli, ["results", "merge", str(new), "--into", str(dest)])
+    assert res.exit_code == 0 and "merged 1 record(s)" in _err(res) and "earlier key scheme" not in _err(res)

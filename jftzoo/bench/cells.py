@@ -113,9 +113,9 @@ class Encoders:
             self.built[name] = enc.to(self.config.device).eval()
         return self.built[name]
 
-    def fingerprint(self, name: str) -> str:
-        """The built encoder's fingerprint: weights, preprocessing and the library versions behind it."""
-        return self.features.fingerprint(self.get(name))
+    def identity(self, name: str) -> str:
+        """The built encoder's identity in a configuration: weights and preprocessing (`features.encoder_identity`)."""
+        return self.features.identity(self.get(name))
 
     def fresh(self, name: str) -> Any:
         """A private copy for a cell that trains the encoder."""
@@ -188,12 +188,13 @@ def _head_config(cell: Cell, encoders: Encoders, n_classes: int) -> Any:
 
 
 def identity_of(cell: Cell, config: BenchConfig, encoders: Encoders, n_classes: int) -> dict[str, Any]:
-    """What besides the cell and protocol decides a result: jftzoo's version, each encoder's
-    fingerprint (weights, preprocessing, library versions) and the full training configuration."""
+    """What besides the cell and protocol decides a result: jftzoo's version, each encoder's identity
+    (weights and preprocessing; the library versions are kept in each record instead, so one configuration's
+    seeds may run on several machines) and the full training configuration."""
     from jftzoo.bench.baselines import MAJORITY, SVM
     from jftzoo.version import __version__
 
-    used = {n: encoders.fingerprint(n) for n in (cell.text, cell.vision) if n is not None}
+    used = {n: encoders.identity(n) for n in (cell.text, cell.vision) if n is not None}
     if cell.fusion == "majority":
         train: dict[str, Any] = dict(MAJORITY)
     elif cell.fusion == "svm":

@@ -172,9 +172,15 @@ def _digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# Records written since key scheme 2 say so (`key_scheme`). Scheme 1 hashed each encoder's library versions into
+# the configuration, so a machine with another torch could neither resume nor join a row; `results migrate`
+# re-keys such records after checking their fingerprints (jftzoo.bench.migrate).
+KEY_SCHEME = 2
+
+
 def config_hash(cell: Cell, protocol: dict[str, Any], identity: dict[str, Any]) -> str:
     """Names a configuration (a table row): the cell, the protocol, and `identity` (jftzoo version,
-    encoder weights/preprocessing fingerprints, the full train config). Seeds, splits and folds are
+    encoder identities (weights and preprocessing), the full train config). Seeds, splits and folds are
     not in it: they are what a row's statistics run over."""
     return _digest({"cell": asdict(cell), "protocol": protocol, "identity": identity})[:16]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jftzoo.bench.grid import KEY_SCHEME
 from jftzoo.errors import JftzooError
 
 
@@ -26,6 +27,7 @@ class MergeReport:
     already: int = 0  # records the destination held already (same key)
     manifests: list[str] = field(default_factory=list)  # split manifests copied (relative paths)
     predictions: int = 0  # prediction files copied
+    legacy: int = 0  # merged records under an earlier key scheme (`jftzoo results migrate` re-keys them)
 
 
 def _manifest_digest(path: Path, seen: dict[Path, str]) -> str:
@@ -108,4 +110,5 @@ def merge_store(source: str | Path, dest: str | Path, wait: bool = False,
                 report.predictions += 1
             target.append(record)
             report.merged.append(record["key"])
+            report.legacy += record.get("key_scheme", 1) < KEY_SCHEME
     return report

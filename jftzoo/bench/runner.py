@@ -29,7 +29,7 @@ from jftzoo.bench.cells import (
     tokens_needed,
     train_config,
 )
-from jftzoo.bench.grid import BenchConfig, Cell, config_hash, expand, record_key
+from jftzoo.bench.grid import KEY_SCHEME, BenchConfig, Cell, config_hash, expand, record_key
 from jftzoo.bench.store import ResultStore, write_manifest
 from jftzoo.datasets.splits import folds_of, matching_split, subsample
 from jftzoo.errors import UsageError
@@ -154,7 +154,7 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
 
     from jftzoo.bench.predictions import write_predictions
     from jftzoo.datasets.splits import read_split
-    from jftzoo.features import FeatureStore
+    from jftzoo.features import FeatureStore, library_versions
     from jftzoo.version import __version__
 
     started = time.perf_counter()
@@ -167,6 +167,11 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
         emit({"event": "note", "message": f"{store.path}: cut an unfinished last line ({store.repaired_bytes} "
               "bytes) left by an interrupted run; its task runs again"})
     done = {r["key"] for r in stored if "key" in r}
+    legacy = sum(1 for r in stored if "key" in r and r.get("key_scheme", 1) < KEY_SCHEME)
+    if legacy:  # their keys named library versions: none can match, so their tasks would silently run again
+        emit({"event": "note", "message": f"{store.path}: {legacy} record(s) were stored under an earlier key scheme "
+              f"and are not matched, so their tasks run again; first run: jftzoo results migrate --results "
+              f"{out_dir}"})
     report = BenchReport(cells=cells, records=[], repaired_bytes=store.repaired_bytes)
     from jftzoo.train.prefix import PrefixStore
 
@@ -174,9 +179,9 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     prefixes = PrefixStore(config.train.get("prefix_dtype", "float32"))  # top-k cells on one encoder share it
     encoders = Encoders(config, features)
     protocol = config.protocol()
-    env = {"device": config.device, "versions": versions(), "machine": f"{platform.machine()}, "
-           f"{torch.get_num_threads()} torch threads" + (f", {torch.cuda.get_device_name()}"
-                                                         if config.device.startswith("cuda") else "")}
+    env = {"device": config.device, "versions": versions(), "libraries": library_versions(),
+           "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"
+           + (f", {torch.cuda.get_device_name()}" if config.device.startswith("cuda") else "")}
     wanted: set[str] = set()
     plans: list[Plan] = []
     for data in config.data:
@@ -265,7 +270,8 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
         record, test_preds, val_preds = outcome
         predictions = write_predictions(store.dir, task.key, test_preds, val_preds)  # before the record names it
         record.update({
-            "key": task.key, "config_hash": item.chash, "jftzoo_version": __version__, **asdict(cell),
+            "key": task.key, "key_scheme": KEY_SCHEME, "config_hash": item.chash, "jftzoo_version": __version__,
+            **asdict(cell),
             "weights": item.weights, "text_weights": encoders.weights.get(cell.text or ""),
             "vision_weights": encoders.weights.get(cell.vision or ""), "fold": task.fold, "seed": plan.seed,
             "fingerprints": identity["encoders"], "train_config": identity["train"],

@@ -1,4 +1,4 @@
-"""`jftzoo results show|export|predictions|compare|merge`: reading (and joining) a results store."""
+"""`jftzoo results show|export|predictions|compare|merge|migrate`: reading, joining and re-keying a results store."""
 
 from __future__ import annotations
 
@@ -207,7 +207,48 @@ def results_merge_cmd(sources: Sequence[str], into: str, wait: bool) -> None:
         err.print(f"{source}: merged {len(report.merged)} record(s) into {into} ({report.already} already there; "
                   f"{report.predictions} prediction file(s), {len(report.manifests)} split manifest(s) copied)",
                   highlight=False)
+        if report.legacy:
+            err.print(f"{report.legacy} of them were stored under an earlier key scheme (their keys name library "
+                      f"versions, so a bench cannot resume them): jftzoo results migrate --results {into}",
+                      highlight=False)
     err.print(f"see them: jftzoo results show --results {into}", highlight=False)
+
+
+@results_group.command("migrate")
+@RESULTS_OPTION
+@click.option("--environment", "environments", multiple=True, metavar="LIB=VERSION[,LIB=VERSION]",
+              help="Library versions of another machine that made records (e.g. a GPU's "
+                   "torch=2.11.0,tokenizers=0.23.2,Pillow=12.3.0); repeatable. This machine's and each record's "
+                   "own are always tried.")
+@click.option("--dry-run", is_flag=True, help="Check and report; change nothing.")
+@click.option("--wait", is_flag=True, help="If a bench is writing the store, wait for it to end instead of exiting 1.")
+def results_migrate_cmd(results: str, environments: Sequence[str], dry_run: bool, wait: bool) -> None:
+    """Re-key records stored before key scheme 2, so another machine's seeds resume and join their row.
+
+    Earlier records named their encoders' library versions in their keys: a GPU machine's seeds of a
+    configuration became a row of their own, and a bench there could not resume a CPU run's store. A record
+    is re-keyed only when its key rebuilds from its fields and its encoder fingerprints are this machine's
+    encoders under some library versions; any other is left as it was and listed (exit 1).
+
+    Example: jftzoo results migrate --results benchmarks/results/mvsa_single --environment torch=2.11.0
+    """
+    from jftzoo.bench.migrate import SUPERSEDED, migrate_store, parse_environment
+
+    _, err = consoles()
+    envs = [parse_environment(e) for e in environments]
+    report = migrate_store(results, envs, dry_run=dry_run, wait=wait)
+    verb = "would re-key" if dry_run else "re-keyed"
+    err.print(f"{results}: {verb} {report.migrated} record(s), {report.current} already current"
+              + (f", {len(report.superseded)} stored twice (the later {'would move' if dry_run else 'moved'} to "
+                 f"{SUPERSEDED})" if report.superseded else ""), highlight=False)
+    seen = {json.dumps(v, sort_keys=True) for v in report.environments.values() if v}
+    for env in sorted(seen):
+        err.print(f"  made under {', '.join(f'{k} {v}' for k, v in json.loads(env).items())}", highlight=False)
+    for key, why in report.unverified:
+        err.print(f"  left as it was: record {key[:12]}: {why}", highlight=False)
+    if report.unverified:
+        raise JftzooError(f"{len(report.unverified)} record(s) could not be checked and keep their old keys "
+                          "(listed above); they still show, as rows of their own")
 
 
 def register(cli: click.Group) -> None:
