@@ -64,18 +64,23 @@ class ResultStore:
         return {r["key"] for r in self._iter() if "key" in r}
 
     def append(self, record: dict[str, Any]) -> None:
-        """One whole line, fsync'd. A full disk is a DiskFullError naming the file; a torn line it left is
-        no record (no newline) and is cut off when the store is next opened."""
+        """One whole line, fsync'd. A full disk is a DiskFullError naming the file, and the part of the line
+        that fitted is cut off again (truncating needs no space); a line torn by a kill is no record (no
+        newline) and is cut off when the store is next opened."""
         from jftzoo.atomic import disk_full_is_clear
 
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
         with disk_full_is_clear(self.path, "a result record"):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            size = os.fstat(fd).st_size
             try:
                 written = os.write(fd, line)
-                if written != len(line):  # a short write: finish it, the line must be whole
-                    os.write(fd, line[written:])
+                while written < len(line):  # a short write: finish it, the line must be whole
+                    written += os.write(fd, line[written:])
                 os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, size)
+                raise
             finally:
                 os.close(fd)
 
