@@ -61,6 +61,11 @@ def test_train_minutes_are_split_by_device_when_a_rows_seeds_ran_on_several():
     cpu = [{**r, "train_s": 1800.0} for r in _records("j", {2: 0.7}, {2: 0.7})]
     assert table.train_minutes(gpu) == "4.0"
     assert table.train_minutes(gpu + cpu) == "30.0 CPU + 4.0 H100"
+    gpu = [{**r, "key": f"g{i}"} for i, r in enumerate(gpu)]
+    cpu = [{**r, "key": f"c{i}"} for i, r in enumerate(cpu)]
+    mix = {"device": "cpu+cuda", "members": ["g0", "c0"], "train_s": 1920.0}  # an ensemble: its members trained
+    made = table.trained([mix], {r["key"]: r for r in gpu + cpu})
+    assert table.train_minutes(made) == "30.0 CPU + 2.0 H100" and table.ran_on(made) == "CPU+H100"
 
 
 def test_validations_ensemble_pick_competes_but_an_unselected_ensemble_does_not():
