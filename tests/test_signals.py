@@ -60,3 +60,34 @@ def test_a_signal_while_the_tables_are_written_is_a_clean_stop_too(tmp_path, mon
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 130 and "2 finished record(s) are kept whole" in res.output
     assert "Run the same command again" in res.output
+
+
+def test_a_libraries_cleanup_error_caused_by_ctrl_c_is_a_clean_stop_not_an_internal_error(tmp_path, monkeypatch):
+    """Ctrl-C inside numpy's savez (a predictions file being zipped) made zipfile's close raise ValueError, whose
+    context is the KeyboardInterrupt: that is still the user's stop (exit 130), not "Internal error" (exit 1)."""
+    from click.testing import CliRunner
+
+    import jftzoo.bench.predictions as predictions
+    from jftzoo.cli import cli
+
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
+    real, calls = predictions.write_predictions, []
+
+    def cut_mid_write(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) < 2:
+            return real(*args, **kwargs)
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it.")
+
+    monkeypatch.setattr(predictions, "write_predictions", cut_mid_write)
+    res = CliRunner().invoke(cli, ["bench", "--fusion", "majority", "--limit", "30", "--folds", "2",
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 130 and "stopped (interrupted)" in res.output, res.output
+    assert "1 finished record(s) are kept whole" in res.output and "Internal error" not in res.output
+    monkeypatch.setattr(predictions, "write_predictions", real)
+    res = CliRunner().invoke(cli, ["bench", "--fusion", "majority", "--limit", "30", "--folds", "2",
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0 and "1 already in the store" in " ".join(res.output.split()), res.output

@@ -64,6 +64,19 @@ class JftzooGroup(click.Group):
             ctx.exit(1)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether `exc` was raised while an interrupt was being handled: a library's cleanup may fail because of
+    it (zipfile's close, cut mid-write, raises ValueError with the KeyboardInterrupt as its context), and that
+    is still the user's Ctrl-C, not a bug."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__  # type: ignore[assignment]
+    return False
+
+
 @contextlib.contextmanager
 def interruptible(resume: Callable[[], str]) -> Iterator[None]:
     """SIGINT (Ctrl-C) or SIGTERM (a scheduler, `kill`) stops the block at once: work finished so far is
@@ -81,6 +94,11 @@ def interruptible(resume: Callable[[], str]) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
+        click.echo(f"\nstopped (interrupted). {resume()}", err=True)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if not interrupted(exc):
+            raise
         click.echo(f"\nstopped (interrupted). {resume()}", err=True)
         raise SystemExit(130) from None
     finally:
