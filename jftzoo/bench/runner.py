@@ -170,8 +170,8 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     legacy = sum(1 for r in stored if "key" in r and r.get("key_scheme", 1) < KEY_SCHEME)
     if legacy:  # their keys named library versions: none can match, so their tasks would silently run again
         emit({"event": "note", "message": f"{store.path}: {legacy} record(s) were stored under an earlier key scheme "
-              f"and are not matched, so their tasks run again; first run: jftzoo results migrate --results "
-              f"{out_dir}"})
+              f"and are not matched, so their tasks run again (to keep them, stop and first run: jftzoo results "
+              f"migrate --results {out_dir})"})
     report = BenchReport(cells=cells, records=[], repaired_bytes=store.repaired_bytes)
     from jftzoo.train.prefix import PrefixStore
 
