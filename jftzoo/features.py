@@ -82,12 +82,6 @@ def encoder_fingerprint(encoder: Encoder) -> str:
     return fingerprint_of(describe_encoder(encoder))
 
 
-def encoder_identity(encoder: Encoder) -> str:
-    """Names the model in a bench configuration: weights and preprocessing, not the library versions, so the
-    seeds of one configuration may run on several machines (each record keeps its versions)."""
-    return fingerprint_of(describe_model(encoder))
-
-
 @dataclass
 class Features:
     """One encoder's frozen outputs for a list of items, in the order asked for."""
@@ -139,7 +133,8 @@ class FeatureStore:
         return self._known(encoder)[2]
 
     def identity(self, encoder: Encoder) -> str:
-        """Names the encoder in a bench configuration (`encoder_identity`): no library versions."""
+        """Names the encoder in a bench configuration: `describe_model` (plus the runtime when not PyTorch), no
+        library versions, so one configuration's seeds may run on several machines (each record keeps its versions)."""
         return self._known(encoder)[3]
 
     def _known(self, encoder: Encoder) -> tuple[int, str, str, str]:

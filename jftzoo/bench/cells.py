@@ -114,7 +114,7 @@ class Encoders:
         return self.built[name]
 
     def identity(self, name: str) -> str:
-        """The built encoder's identity in a configuration: weights and preprocessing (`features.encoder_identity`)."""
+        """The built encoder's identity in a configuration: weights and preprocessing (`FeatureStore.identity`)."""
         return self.features.identity(self.get(name))
 
     def fresh(self, name: str) -> Any:

@@ -100,7 +100,6 @@ def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_m
 def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, metric: str) -> EnsembleChoice | None:
     import numpy as np
 
-
     rows: dict[str, dict[Unit, dict[str, Any]]] = defaultdict(dict)
     for r in group:
         rows[r.get("config_hash") or r["key"]].setdefault(split_unit(r), r)

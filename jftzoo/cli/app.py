@@ -93,10 +93,7 @@ def interruptible(resume: Callable[[], str]) -> Iterator[None]:
         before = None
     try:
         yield
-    except KeyboardInterrupt:
-        click.echo(f"\nstopped (interrupted). {resume()}", err=True)
-        raise SystemExit(130) from None
-    except Exception as exc:
+    except (KeyboardInterrupt, Exception) as exc:
         if not interrupted(exc):
             raise
         click.echo(f"\nstopped (interrupted). {resume()}", err=True)
