@@ -135,3 +135,22 @@ def test_merge_names_records_of_an_earlier_key_scheme_and_the_command_that_re_ke
     (new / "results.jsonl").write_text(json.dumps({**ResultStore(new).records()[0], "key_scheme": KEY_SCHEME}) + "\n")
     res = CliRunner().invoke(cli, ["results", "merge", str(new), "--into", str(dest)])
     assert res.exit_code == 0 and "merged 1 record(s)" in _err(res) and "earlier key scheme" not in _err(res)
+
+
+def test_merge_re_makes_the_destination_summary_and_figure_from_all_its_records(tmp_path: Path):
+    from jftzoo.bench.report import summarize, to_markdown
+
+    dest = _store(tmp_path / "main", [("concat", 0, "cpu")])
+    (dest / "summary.md").write_text("the table of the bench that made seed 0 only\n", encoding="utf-8")
+    src = _store(tmp_path / "gpu", [("concat", 1, "cpu"), ("late", 1, "cpu")])
+    res = CliRunner().invoke(cli, ["results", "merge", str(src), "--into", str(dest)])
+    assert res.exit_code == 0, res.output
+    assert "re-made" in _err(res)
+    summary = (dest / "summary.md").read_text(encoding="utf-8")
+    assert summary == to_markdown(summarize(ResultStore(dest).records()))
+    assert "late" in summary and "seed 0 only" not in summary
+    assert (dest / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stamp = (dest / "summary.md").stat().st_mtime_ns
+    again = CliRunner().invoke(cli, ["results", "merge", str(src), "--into", str(dest)])
+    assert again.exit_code == 0 and "re-made" not in _err(again)  # nothing merged: nothing re-drawn
+    assert (dest / "summary.md").stat().st_mtime_ns == stamp

@@ -201,17 +201,34 @@ def results_merge_cmd(sources: Sequence[str], into: str, wait: bool) -> None:
     from jftzoo.bench.merge import merge_store
 
     _, err = consoles()
+    merged = 0
     for source in sources:
         report = merge_store(source, into, wait=wait,
                              on_wait=lambda who: err.print(f"waiting for {who} to finish with {into}", highlight=False))
         err.print(f"{source}: merged {len(report.merged)} record(s) into {into} ({report.already} already there; "
                   f"{report.predictions} prediction file(s), {len(report.manifests)} split manifest(s) copied)",
                   highlight=False)
+        merged += len(report.merged)
         if report.legacy:
             err.print(f"{report.legacy} of them were stored under an earlier key scheme (their keys name library "
                       f"versions, so a bench cannot resume them): jftzoo results migrate --results {into}",
                       highlight=False)
+    if merged:  # the store's summary.md and heatmap.png described it before the merge: re-made from all its records
+        written = _refresh_summary(Path(into))
+        err.print("re-made " + ", ".join(written), highlight=False)
     err.print(f"see them: jftzoo results show --results {into}", highlight=False)
+
+
+def _refresh_summary(folder: Path) -> list[str]:
+    """Write the store's summary.md and heatmap.png from every record it holds (plain rows, no ensembles)."""
+    from jftzoo.atomic import atomic_write
+    from jftzoo.bench.plot import heatmap
+    from jftzoo.bench.report import to_markdown
+
+    rows = _load_rows(folder)
+    atomic_write(folder / "summary.md", to_markdown(rows).encode("utf-8"))
+    png = heatmap(rows, folder / "heatmap.png")
+    return [str(folder / "summary.md")] + ([str(png)] if png else [])
 
 
 @results_group.command("migrate")
