@@ -261,6 +261,41 @@ def test_compare_finds_a_real_difference_and_refuses_different_splits(tmp_path: 
     assert unknown.exit_code == 2 and "did you mean 'good'" in unknown.output
 
 
+def test_compare_on_the_validation_part_pairs_validation_records_not_test_ones(tmp_path: Path):
+    """`--part val` is how two configurations are chosen between: it must read validation, never test."""
+    from jftzoo import __version__
+    from jftzoo.bench.predictions import Predictions, write_predictions
+    from jftzoo.bench.store import ResultStore
+
+    def preds(right: list[bool]) -> Predictions:
+        true = [i % 2 for i in range(len(right))]
+        probs = np.array([[0.1, 0.9] if (t == 1) == r else [0.9, 0.1] for t, r in zip(true, right, strict=True)])
+        return Predictions(["neg", "pos"], [f"id{i}" for i in range(len(true))], true, probs)
+
+    store = ResultStore(tmp_path / "store").open()
+    # "val_wins" is right on every validation record and half the test ones; "test_wins" the other way round
+    for fusion, val_right, test_right in (("val_wins", [True] * 30, [i % 2 == 0 for i in range(50)]),
+                                          ("test_wins", [i % 3 == 0 for i in range(30)], [True] * 50)):
+        for fold in ("fold0", "fold1"):
+            key = f"{fusion}-{fold}"
+            meta = write_predictions(store.dir, key, preds(test_right), preds(val_right))
+            store.append({"key": key, "config_hash": fusion, "jftzoo_version": __version__, "dataset": "d",
+                          "text": "t", "vision": "v", "fusion": fusion, "mode": "frozen", "weights": "pretrained",
+                          "seed": 0, "fold": fold, "split": {"digest": "s1", "groups": "none"}, "predictions": meta,
+                          "metrics": {"auc": 0.5, "accuracy": 0.5, "f1_macro": 0.5, "f1_weighted": 0.5}})
+    base = ["results", "compare", "--results", str(store.dir), "--a", "fusion=val_wins", "--b", "fusion=test_wins",
+            "--resamples", "200"]
+    val = json.loads(CliRunner().invoke(cli, [*base, "--part", "val", "--json"]).stdout)
+    assert val["part"] == "val" and val["n_pairs"] == 60 and val["diff"] == pytest.approx(1 - 10 / 30)
+    assert val["ci95"][0] > 0.4
+    test = json.loads(CliRunner().invoke(cli, [*base, "--json"]).stdout)
+    assert test["part"] == "test" and test["n_pairs"] == 100 and test["diff"] == pytest.approx(-0.5)
+    text = CliRunner().invoke(cli, [*base, "--part", "val"])
+    assert text.exit_code == 0 and "60 paired validation records over 2 split(s)" in " ".join(text.stdout.split())
+    bad = CliRunner().invoke(cli, [*base, "--part", "train"])
+    assert bad.exit_code == 2
+
+
 def test_predictions_command_prints_one_object_per_record(tmp_path: Path):
     folder = _store(tmp_path, {"concat": [("s1", "fold0", [0.9, 0.2, 0.7]), ("s1", "fold1", [0.6, 0.6, 0.1])]})
     res = CliRunner().invoke(cli, ["results", "predictions", "--results", str(folder), "--json"])

@@ -1,10 +1,11 @@
-"""Paired comparison of two result rows on the same test records and splits.
+"""Paired comparison of two result rows on the same test (or validation) records and splits.
 
 Two rows run on the same splits see the same test records, so their difference is measured far
 more precisely than the two rows' own intervals suggest: the paired bootstrap resamples records
 within each split (the same records for both rows) and the permutation test swaps the two rows'
 predictions record by record. Rows run on different splits are refused: a difference between
-them mixes the methods with the luck of the split.
+them mixes the methods with the luck of the split. On the validation part (`part="val"`) the same
+comparison is how to choose between two configurations without reading a test record.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from jftzoo.bench.predictions import Predictions, read_predictions
 from jftzoo.errors import JftzooError, UsageError
 
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
+PARTS = ("test", "val")  # which stored predictions a comparison pairs
 
 
 @dataclass
@@ -30,9 +32,10 @@ class Comparison:
     diff: float  # mean over splits of metric(a) - metric(b)
     ci95: tuple[float, float]  # paired bootstrap over records within splits
     p_value: float  # two-sided paired permutation test (swap a/b per record)
-    n_pairs: int  # paired test records over all splits
+    n_pairs: int  # paired records over all splits
     n_splits: int
     resamples: int
+    part: str = "test"  # the records compared: test (report) or val (choose)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,8 +139,8 @@ def split_unit(record: dict[str, Any]) -> tuple[Any, Any, Any]:
     return (record.get("split") or {}).get("digest"), record["fold"], record["seed"]
 
 
-def _pairs(results_dir: Path, records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]]
-           ) -> list[tuple[Predictions, Predictions]]:
+def _pairs(results_dir: Path, records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]],
+           part: str = "test") -> list[tuple[Predictions, Predictions]]:
     def by_split(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
         return {split_unit(r): r for r in records}
 
@@ -155,9 +158,9 @@ def _pairs(results_dir: Path, records_a: Sequence[dict[str, Any]], records_b: Se
         )
     out = []
     for key in sorted(a, key=str):
-        pa, pb = read_predictions(results_dir, a[key]), read_predictions(results_dir, b[key])
+        pa, pb = read_predictions(results_dir, a[key], part), read_predictions(results_dir, b[key], part)
         if not pa.same_records(pb):
-            raise JftzooError(f"split {_split_name([key])}: the rows' stored test records differ; cannot pair them")
+            raise JftzooError(f"split {_split_name([key])}: the rows' stored {part} records differ; cannot pair them")
         out.append((pa, pb))
     return out
 
@@ -168,12 +171,14 @@ def _split_name(keys: Sequence[tuple]) -> str:
 
 def paired_compare(results_dir: Path, row_a: dict[str, Any], row_b: dict[str, Any],
                    records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]], metric: str = "accuracy",
-                   resamples: int = 1000, seed: int = 0) -> Comparison:
+                   resamples: int = 1000, seed: int = 0, part: str = "test") -> Comparison:
     import numpy as np
 
     if metric not in METRICS:
         raise UsageError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
-    pairs = _pairs(Path(results_dir), records_a, records_b)
+    if part not in PARTS:
+        raise UsageError(f"--part {part!r}: expected one of {', '.join(PARTS)}")
+    pairs = _pairs(Path(results_dir), records_a, records_b, part)
     data = [(np.asarray(pa.true), pa.probs, pb.probs, len(pa.labels)) for pa, pb in pairs]
 
     def mean_diff(take: Any = None, swap: Any = None) -> tuple[float, float]:
@@ -202,4 +207,5 @@ def paired_compare(results_dir: Path, row_a: dict[str, Any], row_b: dict[str, An
     p_value = (extreme + 1) / (resamples + 1)
     keys = ("dataset", "text", "vision", "fusion", "mode", "weights", "config_hash")
     return Comparison(metric, {k: row_a.get(k) for k in keys}, {k: row_b.get(k) for k in keys}, a_mean, b_mean,
-                      observed, (low, high), float(p_value), sum(len(y) for y, *_ in data), len(data), resamples)
+                      observed, (low, high), float(p_value), sum(len(y) for y, *_ in data), len(data), resamples,
+                      part)

@@ -144,14 +144,17 @@ def results_predictions_cmd(results: str, as_json: bool) -> None:
 @click.option("--resamples", type=click.IntRange(min=99), default=1000, show_default=True,
               help="Bootstrap resamples and permutations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+@click.option("--part", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="The records paired: test (to report a difference) or val (to choose between two "
+                   "configurations without reading a test record).")
 @ENSEMBLE_OPTION
 @SELECT_ENSEMBLE_OPTION
 @click.option("--json", "as_json", is_flag=True)
-def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resamples: int, seed: int,
+def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resamples: int, seed: int, part: str,
                         ensemble: bool, select_ensemble: int | None, as_json: bool) -> None:
     """Paired difference A - B on the same test records and splits: diff, 95 % CI (paired bootstrap
     over records within splits) and p-value (paired permutation test). Rows run on different splits
-    are refused.
+    are refused. `--part val` pairs their validation records instead, to choose between them.
 
     Example: jftzoo results compare --a fusion=concat --b fusion=text-only --metric auc
 
@@ -170,7 +173,7 @@ def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resam
     def of(row: dict[str, Any]) -> list[dict[str, Any]]:
         return [r for r in records if r.get("config_hash") == row["config_hash"]]
 
-    result = paired_compare(folder, row_a, row_b, of(row_a), of(row_b), metric, resamples, seed)
+    result = paired_compare(folder, row_a, row_b, of(row_a), of(row_b), metric, resamples, seed, part)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -180,7 +183,8 @@ def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resam
     out.print(f"A: {describe(row_a)}\nB: {describe(row_b)}", highlight=False)
     out.print(f"{metric}: A {result.a_mean:.4f}, B {result.b_mean:.4f}; A - B = {result.diff:+.4f}, 95 % CI "
               f"[{result.ci95[0]:+.4f}, {result.ci95[1]:+.4f}], p = {result.p_value:.4f} "
-              f"({result.n_pairs} paired test records over {result.n_splits} split(s), {resamples} resamples)",
+              f"({result.n_pairs} paired {'validation' if part == 'val' else 'test'} records over "
+              f"{result.n_splits} split(s), {resamples} resamples)",
               highlight=False)
 
 
