@@ -6,7 +6,7 @@ committed table from its results store:
 
   HF_HUB_OFFLINE=1 jftzoo bench --data mvsa-single:../shared/data/mvsa_single --split 8:1:1 \\
       --seeds 0,1,2,3,4 --fusion majority,svm,text-only,image-only,concat,attention,attention-paper,gated,late,xattn \\
-      --mode frozen --out benchmarks/results/mvsa_single_frozen
+      --mode frozen --text-normalizer none --out benchmarks/results/mvsa_single_frozen
   python benchmarks/mvsa_single_frozen.py [--results benchmarks/results/mvsa_single_frozen] [--resamples 1000]
 
 Writes benchmarks/results/mvsa_single_frozen.md (the table, the comparisons, the command),
@@ -28,7 +28,7 @@ EXPECTED = ["majority", "svm", "text-only", "image-only", *HEADS]
 SEEDS = 5
 COMMAND = ("HF_HUB_OFFLINE=1 jftzoo bench --data mvsa-single:../shared/data/mvsa_single --split 8:1:1 "
            "--seeds 0,1,2,3,4 --fusion majority,svm,text-only,image-only,concat,attention,attention-paper,gated,"
-           "late,xattn --mode frozen --out benchmarks/results/mvsa_single_frozen")
+           "late,xattn --mode frozen --text-normalizer none --out benchmarks/results/mvsa_single_frozen")
 
 
 def main() -> None:

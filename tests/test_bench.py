@@ -310,6 +310,15 @@ def test_each_split_protocol_gets_its_own_panel_and_each_configuration_its_own_b
         ("8:1:1, groups near-duplicates", ["concat"])]
 
 
+def test_unimodal_bars_stay_grey_when_two_configurations_carry_their_hash():
+    from jftzoo.bench.plot import bar_colours
+
+    grey, blue = bar_colours(["text-only"])[0], bar_colours(["concat"])[0]
+    assert grey != blue
+    assert bar_colours(["text-only [63d0bd6b]", "image-only [e4851fdc]", "svm", "concat [c0a296f0]"]) == \
+        [grey, grey, grey, blue]
+
+
 def test_results_show_and_export(small_run, tmp_path):
     _, tmp = small_run
     store = str(tmp / "store")

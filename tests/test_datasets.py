@@ -234,6 +234,8 @@ def test_ratio_split_and_manifest_roundtrip(tmp_path: Path):
         read_split(tmp_path / "split.json", load_dataset(data))
     with pytest.raises(UsageError, match="8:1:1"):
         ratio_split(ds, "eighty:20")
+    with pytest.raises(UsageError, match="98:1:1 split of 60 records gives the test part 1 record"):
+        ratio_split(ds, "98:1:1")  # scikit-learn's bare ValueError, before: it named no dataset and no option
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

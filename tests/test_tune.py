@@ -68,3 +68,21 @@ def test_param_parsing_names_what_is_wrong():
         parse_param("lr_haed=1:2")
     with pytest.raises(UsageError, match="LOW < HIGH"):
         parse_param("lr_head=3:1")
+
+
+def test_a_dataset_default_names_a_new_study_and_the_option_that_undoes_it_the_old_one(monkeypatch):
+    """MVSA's tweet normaliser default changes what trials train: its studies must not resume older ones, and
+    `--text-normalizer none` (what those trained with) must find them again."""
+    import jftzoo.datasets.registry as registry
+    from jftzoo.bench.grid import BenchConfig
+    from jftzoo.bench.tune import Tuning
+
+    def name(train: dict, *params: str) -> str:
+        config = BenchConfig(data=("mvsa-single:/x",), fusion=("concat",), train=train, split="8:1:1", folds=None)
+        return Tuning(config, [parse_param(p) for p in ("lr_head=1e-4:3e-3:log", *params)]).study_name()
+
+    default, raw, tweet = name({}), name({"text_normalizer": "none"}), name({"text_normalizer": "tweet"})
+    assert default == tweet and default != raw
+    searched = name({}, "text_normalizer=none,tweet")  # every trial sets it: the default changes nothing
+    monkeypatch.setattr(registry, "train_defaults", lambda data, reads_text=True: {})  # as before the default
+    assert name({}) == raw and name({}, "text_normalizer=none,tweet") == searched

@@ -166,11 +166,14 @@ def cell_weights(cell: Cell, encoders: Encoders) -> str:
 
 def train_config(cell: Cell, config: BenchConfig, seed: int) -> Any:
     """The cell's TrainConfig: the bench's options over the head's own preset (e.g. the paper's recipe
-    for attention-paper), never below one epoch."""
+    for attention-paper) over the dataset kind's training defaults (MVSA: the tweet normaliser), never below
+    one epoch."""
+    from jftzoo.datasets.registry import train_defaults
     from jftzoo.fusion.registry import apply_train_preset
     from jftzoo.train.trainer import TrainConfig
 
-    options = apply_train_preset(cell.fusion, {**config.train, **config.mode_train.get(cell.mode, {})})
+    options = {**train_defaults(cell.dataset, reads_text=cell.text is not None),
+               **apply_train_preset(cell.fusion, {**config.train, **config.mode_train.get(cell.mode, {})})}
     options = {"mode": cell.mode, "top_k": config.top_k, "max_epochs": config.epochs,
                "min_epochs": min(3, config.epochs), "batch_size": config.batch_size, **options, "seed": seed}
     options["min_epochs"] = min(options["min_epochs"], options["max_epochs"])

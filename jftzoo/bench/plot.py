@@ -21,6 +21,11 @@ def _shown(r: dict[str, Any]) -> bool:
     return r.get("auc_mean") is not None and r["fusion"] != "majority" and not r.get("outdated")
 
 
+def bar_colours(heads: Sequence[str]) -> list[str]:
+    """Grey for baselines and unimodal rows, blue for fusion heads; a head shown twice carries its hash."""
+    return ["#9a9a9a" if h.split(" [")[0] in UNIMODAL else "#3b6fb6" for h in heads]
+
+
 def panels(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
     """(dataset, split protocol, mode) of every panel, in row order; rows without an AUC are left out. The
     SVM (always frozen) is drawn in every mode's panel of its dataset and protocol as a reference."""
@@ -88,7 +93,7 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
             ci = [c.get("auc_ci95") for c in cells[0]]  # type: ignore[union-attr]
             err = np.array([[v - lo, hi - v] if lo is not None and hi is not None else [0, 0]
                             for v, (lo, hi) in zip(values, [x if x else (None, None) for x in ci], strict=True)]).T
-            colours = ["#9a9a9a" if h in UNIMODAL else "#3b6fb6" for h in heads]
+            colours = bar_colours(heads)
             ax.barh(range(len(heads)), values, xerr=err, color=colours, capsize=3)
             ax.set_yticks(range(len(heads)), heads, fontsize=9)
             ax.invert_yaxis()

@@ -137,10 +137,22 @@ class Tuning:
         c = self.config
         fixed = {"data": list(c.data), "text": list(c.text), "vision": list(c.vision), "mode": list(c.mode),
                  "fusion": list(c.fusion), "protocol": c.protocol(), "seeds": list(c.seeds), "epochs": c.epochs,
-                 "batch_size": c.batch_size, "top_k": c.top_k, "train": c.train, "metric": self.metric,
+                 "batch_size": c.batch_size, "top_k": c.top_k, "train": self._effective_train(), "metric": self.metric,
                  "space": [p.spec() + p.name for p in self.space]}
         digest = hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return self.study or f"{c.mode[0]}-{digest}"
+
+    def _effective_train(self) -> dict[str, Any]:
+        """The fixed training options with the dataset kind's defaults (MVSA: the tweet normaliser) under them, less
+        those at TrainConfig's own defaults: a study run before a dataset default existed keeps its name when the
+        option restores what it trained with (`--text-normalizer none`), and a new default names a new study."""
+        from jftzoo.datasets.registry import train_defaults
+        from jftzoo.train.trainer import ADDED_LATER
+
+        searched = {p.name for p in self.space}  # every trial sets these: a default under them changes nothing
+        defaults = {k: v for k, v in train_defaults(self.config.data[0]).items() if k not in searched}
+        train = {**defaults, **self.config.train}
+        return {k: v for k, v in train.items() if not (k in defaults and k in ADDED_LATER and v == ADDED_LATER[k])}
 
     def storage(self) -> str:
         path = Path(self.out) / "tune" / f"{self.study_name()}.db"

@@ -25,7 +25,8 @@ def datasets_cmd(as_json: bool) -> None:
 
     rows = [
         {"name": s.name, "labels": list(s.labels) if s.labels else None, "needs_path": s.needs_path,
-         "options": list(s.options), "license": s.license, "description": s.description, "provider": s.provider}
+         "options": list(s.options), "license": s.license, "description": s.description, "provider": s.provider,
+         "train_defaults": dict(s.train_defaults)}
         for s in dataset_specs().values()
     ]
     if as_json:
@@ -36,6 +37,8 @@ def datasets_cmd(as_json: bool) -> None:
         table.add_column(col)
     for r in rows:
         usage = f"--data {r['name']}:PATH" if r["needs_path"] else f"--data {r['name']}"
+        if r["train_defaults"]:  # what training on it sets unless told otherwise (docs/datasets.md)
+            usage += "\ntrains with " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r["train_defaults"].items())
         table.add_row(r["name"], ", ".join(r["labels"]) if r["labels"] else "from the data", usage, r["description"])
     stdout_console().print(table)
 

@@ -104,11 +104,15 @@ def train_cmd(image_root: str | None,
     # Only options the user gave override the head's preset (attention-paper: the released recipe);
     # a --recipe's fields come first, the options given beside it over them.
     from jftzoo.cli.training_options import recipe_defaults, speed_fields
+    from jftzoo.datasets.registry import train_defaults
     from jftzoo.fusion.registry import apply_train_preset
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
     min_epochs = min_epochs or recipe.pop("min_epochs", None)
-    given = {**recipe, **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
+    preset = apply_train_preset(fusion, {})  # the head's own recipe wins over the dataset kind's defaults
+    defaults = train_defaults(data, reads_text="text" in get_fusion_spec(fusion).modalities)
+    given = {**{k: v for k, v in defaults.items() if k not in preset}, **recipe,
+             **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
     given["min_epochs"] = min(min_epochs or apply_train_preset(fusion, {}).get("min_epochs", 3), epochs)
 
     given.update(speed_fields(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache, frozen_backend))

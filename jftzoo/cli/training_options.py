@@ -81,7 +81,8 @@ def recipe_options(command: Any) -> Any:
                      help="Validation figure for early stopping and the best epoch. [loss]"),
         click.option("--patience", type=click.IntRange(min=1), help="Epochs without improvement before stopping. [2]"),
         click.option("--text-normalizer", type=click.Choice(["none", "tweet"]),
-                     help="tweet: URLs, @mentions, hashtags, emoji and HTML entities made readable. [none]"),
+                     help="tweet: URLs, @mentions, hashtags, emoji and HTML entities made readable. [none; "
+                          "tweet for the MVSA datasets]"),
     )):
         wrapper = option(wrapper)
     return wrapper

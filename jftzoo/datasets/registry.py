@@ -26,6 +26,9 @@ class DatasetSpec:
     needs_path: bool = True  # False for datasets shipped inside a package
     options: tuple[str, ...] = ()  # options the reader accepts beyond on_bad / verify_images
     provider: str = field(default="", compare=False)
+    # TrainConfig fields this kind of data trains better with (measured on validation, docs/datasets.md): used
+    # where neither the user nor the head's own recipe sets them, and written into every record like any option
+    train_defaults: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def resolve_reader(self) -> Callable[..., Dataset]:
         return import_ref(self.reader)
@@ -51,6 +54,16 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     if name not in specs:
         raise UnknownNameError("dataset kind", name, list(specs), "Run `jftzoo datasets` to list them.")
     return specs[name]
+
+
+TEXT_FIELDS = ("text_normalizer",)  # training defaults a model without a text encoder never takes (same training)
+
+
+def train_defaults(data: str, reads_text: bool = True) -> dict[str, Any]:
+    """The dataset kind's own training defaults for `KIND:PATH` ({} for most kinds); without the text-side
+    ones for a model that reads no text, so an image-only configuration keeps its name."""
+    defaults = get_dataset_spec(parse_data_arg(data)[0]).train_defaults
+    return {k: v for k, v in defaults.items() if reads_text or k not in TEXT_FIELDS}
 
 
 def parse_data_arg(text: str) -> tuple[str, str | None]:

@@ -126,6 +126,7 @@ def ratio_split(dataset: Dataset, ratio: str = "8:1:1", seed: int = 0, groups: D
     ids = [r.id for r in records]
     labels = [r.label for r in records]
     if groups is None:
+        _check_part_sizes(dataset, ratio, len(ids), len(set(labels)), train_f, val_f, test_f)
         rest_ids, test_ids, rest_labels, _ = train_test_split(ids, labels, test_size=test_f, stratify=labels,
                                                               random_state=seed)
         if val_f:
@@ -147,6 +148,23 @@ def ratio_split(dataset: Dataset, ratio: str = "8:1:1", seed: int = 0, groups: D
     parts = {"train": sorted(train_ids), "val": sorted(val_ids), "test": sorted(test_ids)}
     return Split("ratio", seed, dataset.name, dataset.checksum(), parts, {"ratio": ratio, **_group_params(groups)},
                  "none" if groups is None else "near-duplicates")
+
+
+def _check_part_sizes(dataset: Dataset, ratio: str, n: int, n_classes: int, train_f: float, val_f: float,
+                      test_f: float) -> None:
+    """A stratified part needs a record of every class: say which part is too small (scikit-learn's own
+    ValueError names neither the dataset nor the option), with the sizes `train_test_split` would make."""
+    import math
+
+    test = math.ceil(test_f * n)
+    val = math.ceil(val_f / (train_f + val_f) * (n - test)) if val_f else None
+    sizes = {"test": test, "val": val, "train": n - test - (val or 0)}
+    small = {part: size for part, size in sizes.items() if size is not None and size < n_classes}
+    if small:
+        part, size = next(iter(small.items()))
+        raise UsageError(f"{dataset.name}: a stratified {ratio} split of {n} records gives the {part} part {size} "
+                         f"record(s) for {n_classes} classes (each part needs one of every class); give that part a "
+                         "larger share of --split, or use more data")
 
 
 def official_split(dataset: Dataset, groups: DuplicateGroups | None = None) -> Split:

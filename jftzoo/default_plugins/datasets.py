@@ -8,6 +8,10 @@ from jftzoo.datasets.registry import DatasetSpec
 from jftzoo.hookspecs import hookimpl
 
 MVSA_LABELS = ("negative", "neutral", "positive")
+# Tweets read better normalised (URLs, @mentions, hashtags, emoji, HTML entities): on MVSA-Single's validation
+# parts it raised frozen concat's accuracy by +0.015 (paired 95 % CI [+0.002, +0.027], 5 random 8:1:1 splits)
+# and hurt no head (docs/datasets.md); `--text-normalizer none` turns it off
+MVSA_TRAIN_DEFAULTS = {"text_normalizer": "tweet"}
 
 
 @hookimpl
@@ -20,12 +24,12 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(DatasetSpec(
         name="mvsa-single", reader="jftzoo.datasets.mvsa:read_single", labels=MVSA_LABELS,
         description="MVSA-Single tweets (Niu et al. 2016): labelResultAll.txt + data/<id>.txt|jpg",
-        license="research use", options=("label_policy", "balance", "seed"),
+        license="research use", options=("label_policy", "balance", "seed"), train_defaults=dict(MVSA_TRAIN_DEFAULTS),
     ))
     register(DatasetSpec(
         name="mvsa-multiple", reader="jftzoo.datasets.mvsa:read_multiple", labels=MVSA_LABELS,
         description="MVSA-Multiple tweets, three annotators each (Niu et al. 2016)",
-        license="research use", options=("label_policy", "balance", "seed"),
+        license="research use", options=("label_policy", "balance", "seed"), train_defaults=dict(MVSA_TRAIN_DEFAULTS),
     ))
     register(DatasetSpec(
         name="hateful-memes", reader="jftzoo.datasets.hateful_memes:read", labels=("not-hateful", "hateful"),

@@ -12,7 +12,7 @@ H = "jftzoo.fusion.heads:"
 # The released training script of the paper's attention head: AdamW with one learning rate for
 # encoders and head, ExponentialLR(gamma=0.9) stepped per epoch, no warm-up, at least 3 epochs.
 PAPER_RECIPE = {"lr_encoder": 3e-5, "lr_head": 3e-5, "scheduler": "exponential", "lr_gamma": 0.9,
-                "warmup_ratio": 0.0, "min_epochs": 3}
+                "warmup_ratio": 0.0, "min_epochs": 3, "text_normalizer": "none"}  # raw tweets, as released
 
 
 @hookimpl
