@@ -536,3 +536,26 @@ def test_bench_select_ensemble_adds_validations_pick_without_training(small_run)
     assert f"validation picks {' + '.join(choice.members)}" in " ".join(again.stderr.split())
     fusions = {r["fusion"] for r in json.loads(again.stdout)}
     assert (f"ensemble({'+'.join(choice.members)})" in fusions) == (len(choice.members) > 1)
+
+
+def test_records_of_the_same_data_under_another_data_string_are_named(tmp_path, monkeypatch):
+    """Keys name the --data string as given: the same files spelled another way resume nothing, so the bench says
+    where the earlier records are instead of silently starting new rows."""
+    from tests.test_datasets import labelled_set
+
+    absolute = labelled_set(tmp_path, 12, 8)
+    kind, path = absolute.split(":", 1)
+    monkeypatch.chdir(tmp_path)
+    relative = f"{kind}:{os.path.relpath(path, tmp_path)}"
+    options = {"fusion": ("majority",), "folds": 2, "groups": "none"}
+
+    def notes_of(data: str) -> list[str]:
+        notes: list[str] = []
+        run_bench(BenchConfig(data=(data,), **options), tmp_path / "r",
+                  progress=lambda e: notes.append(e["message"]) if e["event"] == "note" else None)
+        return [n for n in notes if "same splits of the same data" in n]
+
+    assert notes_of(absolute) == []  # an empty store
+    assert notes_of(absolute) == []  # the same spelling: it resumes, nothing to say
+    spelled = notes_of(relative)
+    assert len(spelled) == 1 and "2 record(s)" in spelled[0] and f"run with --data {absolute}" in spelled[0]

@@ -148,6 +148,22 @@ def run_bench(
                 session.close()
 
 
+def _note_other_spellings(stored: list[dict[str, Any]], plans: list[Plan], config: BenchConfig, path: Any,
+                          emit: Progress) -> None:
+    """A record's key names the --data string as given, so the same files named another way (an absolute path, a
+    different working folder) start new rows and resume nothing. Split digests name the data by content: stored
+    records on this run's splits under another --data string are that case, and the note says how to join them."""
+    from collections import Counter
+
+    digests = {plan.digest for plan in plans}
+    others = Counter(r["dataset"] for r in stored if r.get("dataset") not in config.data
+                     and (r.get("split") or {}).get("digest") in digests)
+    for other, n in others.items():
+        emit({"event": "note", "message": f"{path}: {n} record(s) on these same splits of the same data are stored "
+              f"under --data {other}; a record's key names the --data string, so they are other rows and nothing of "
+              f"theirs resumes here. To continue them, run with --data {other} (from the folder it was given in)"})
+
+
 def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cache: Any,
                cells: list[Cell] | None, session: RaySession | None) -> BenchReport:
     import torch
@@ -198,6 +214,7 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
             for message in repaired:
                 emit({"event": "note", "message": message})
             plans.append(Plan(data, seed, ds, split, manifest, digest, ds_cells))
+    _note_other_spellings(stored, plans, config, store.path, emit)
     if report.bad_records:  # the same report as `jftzoo data check`, kept beside the results
         from jftzoo.atomic import atomic_write
 

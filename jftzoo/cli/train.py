@@ -113,7 +113,7 @@ def train_cmd(image_root: str | None,
     defaults = train_defaults(data, reads_text="text" in get_fusion_spec(fusion).modalities)
     given = {**{k: v for k, v in defaults.items() if k not in preset}, **recipe,
              **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
-    given["min_epochs"] = min(min_epochs or apply_train_preset(fusion, {}).get("min_epochs", 3), epochs)
+    given["min_epochs"] = min(min_epochs or preset.get("min_epochs", 3), epochs)
 
     given.update(speed_fields(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache, frozen_backend))
 
