@@ -172,8 +172,8 @@ def train_config(cell: Cell, config: BenchConfig, seed: int) -> Any:
     from jftzoo.fusion.registry import apply_train_preset
     from jftzoo.train.trainer import TrainConfig
 
-    options = {**train_defaults(cell.dataset, reads_text=cell.text is not None),
-               **apply_train_preset(cell.fusion, {**config.train, **config.mode_train.get(cell.mode, {})})}
+    options = apply_train_preset(cell.fusion, {**config.train, **config.mode_train.get(cell.mode, {})},
+                                 train_defaults(cell.dataset, reads_text=cell.text is not None))
     options = {"mode": cell.mode, "top_k": config.top_k, "max_epochs": config.epochs,
                "min_epochs": min(3, config.epochs), "batch_size": config.batch_size, **options, "seed": seed}
     options["min_epochs"] = min(options["min_epochs"], options["max_epochs"])

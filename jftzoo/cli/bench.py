@@ -21,6 +21,7 @@ from jftzoo.cli.tables import (
     consoles,
     derived_records,
     print_tables,
+    write_summary,
 )
 from jftzoo.cli.training_options import (
     parse_seeds,
@@ -331,8 +332,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
                   log_json: str | None = None, wait: bool = False, executor: Any = None,
                   select_ensemble: int | None = None) -> None:
     from jftzoo.bench.grid import expand
-    from jftzoo.bench.plot import heatmap
-    from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json, to_markdown
+    from jftzoo.bench.report import paper_markdown, paper_methods, paper_table, summarize, to_json
     from jftzoo.bench.runner import run_bench
     from jftzoo.cache_layouts import embedding_cache
 
@@ -359,8 +359,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     with interruptible(kept):  # the tables and figure come from the records: the same command writes them again
         records = report.records + derived_records(report.records, out, ensemble, select_ensemble)
         rows = summarize(records, report.cells, report.unavailable, report.failed)
-        atomic_write(out / "summary.md", to_markdown(rows).encode("utf-8"))
-        png = heatmap(rows, out / "heatmap.png")
+        png = write_summary(out, rows)
         table = None
         if protocol == "paper":
             table = paper_table(rows, config.text[0], config.vision[0], list(config.data))

@@ -16,6 +16,7 @@ from jftzoo.cli.tables import (
     consoles,
     derived_records,
     print_tables,
+    write_summary,
 )
 from jftzoo.errors import JftzooError, UsageError
 
@@ -225,13 +226,7 @@ def results_merge_cmd(sources: Sequence[str], into: str, wait: bool) -> None:
 
 def _refresh_summary(folder: Path) -> list[str]:
     """Write the store's summary.md and heatmap.png from every record it holds (plain rows, no ensembles)."""
-    from jftzoo.atomic import atomic_write
-    from jftzoo.bench.plot import heatmap
-    from jftzoo.bench.report import to_markdown
-
-    rows = _load_rows(folder)
-    atomic_write(folder / "summary.md", to_markdown(rows).encode("utf-8"))
-    png = heatmap(rows, folder / "heatmap.png")
+    png = write_summary(folder, _load_rows(folder))
     return [str(folder / "summary.md")] + ([str(png)] if png else [])
 
 

@@ -78,3 +78,13 @@ def derived_records(records: list[dict[str, Any]], results: Path, ensemble: bool
             err.print("--select-ensemble: no two rows of one dataset and protocol were scored on the same splits "
                       "(with validation predictions): nothing to pick from", highlight=False)
     return derived
+
+
+def write_summary(folder: Path, rows: list[dict[str, Any]]) -> Path | None:
+    """The store's summary.md and heatmap.png for `rows`; the PNG's path (None when no row has an AUC)."""
+    from jftzoo.atomic import atomic_write
+    from jftzoo.bench.plot import heatmap
+    from jftzoo.bench.report import to_markdown
+
+    atomic_write(folder / "summary.md", to_markdown(rows).encode("utf-8"))
+    return heatmap(rows, folder / "heatmap.png")

@@ -109,11 +109,10 @@ def train_cmd(image_root: str | None,
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
     min_epochs = min_epochs or recipe.pop("min_epochs", None)
-    preset = apply_train_preset(fusion, {})  # the head's own recipe wins over the dataset kind's defaults
     defaults = train_defaults(data, reads_text="text" in get_fusion_spec(fusion).modalities)
-    given = {**{k: v for k, v in defaults.items() if k not in preset}, **recipe,
-             **{k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}}
-    given["min_epochs"] = min(min_epochs or preset.get("min_epochs", 3), epochs)
+    rates = {k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}
+    given = apply_train_preset(fusion, {**recipe, **rates}, defaults)
+    given["min_epochs"] = min(min_epochs or given.get("min_epochs", 3), epochs)
 
     given.update(speed_fields(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache, frozen_backend))
 

@@ -53,6 +53,7 @@ def build_head(name: str, cfg: Any) -> Any:
     return get_fusion_spec(name).resolve()(cfg)
 
 
-def apply_train_preset(fusion: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Training options for the named head: its spec's `train_preset`, overridden by `options` (explicit wins)."""
-    return {**get_fusion_spec(fusion).train_preset, **options}
+def apply_train_preset(fusion: str, options: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Training options for the named head: `defaults` (a dataset kind's, `train_defaults`) under its spec's
+    `train_preset`, under `options` (explicit wins)."""
+    return {**(defaults or {}), **get_fusion_spec(fusion).train_preset, **options}
