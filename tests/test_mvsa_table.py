@@ -122,3 +122,31 @@ def test_the_table_shows_validations_ensemble_pick_and_what_each_size_cap_would_
     assert all(f"up to {n}:" in cap_line for n in (2, 3, 4))  # 4 candidates: a cap of 5 picks as 4 does
     exported = json.loads((tmp_path / "mvsa.json").read_text())
     assert all(not r["fusion"].startswith("ensemble(frozen ") or r["mode"] != "frozen" for r in exported)
+
+
+def _fine_tuned(seed: int, groups: str, mode: str, fusion: str, recipe: dict) -> dict:
+    tc = {"seed": seed, "mode": mode, "weight_decay": 0.01, **recipe}
+    return {"seed": seed, "mode": mode, "fusion": fusion, "protocol": {"groups": groups}, "train_config": tc,
+            "config_hash": f"{groups}-{mode}-{fusion}-{sorted(recipe.items())}"}
+
+
+def test_a_fine_tuned_row_the_issue_asks_for_makes_the_table_partial_until_it_has_5_seeds():
+    expected = {(mode, fusion, name): recipe for mode, fusion, name, recipe in table.expected_rows()}
+    best, automm = expected[("joint", "concat", "`--recipe best`")], expected[("joint", "concat", "`--recipe automm`")]
+    paper = expected[("joint", "attention-paper", "the paper's recipe")]
+    assert paper["scheduler"] == "exponential" and automm["weight_decay"] == 1e-3 and best["layer_decay"] == 0.8
+    records = []
+    for groups in ("none", "near-duplicates"):  # every expected row complete on both protocols
+        for mode, fusion, _, recipe in table.expected_rows():
+            records += [_fine_tuned(s, groups, mode, fusion, recipe) for s in range(5)]
+    assert table.missing_rows(records) == ([], set())
+    # group-aware attention-paper has 2 seeds; literature automm none, though a concat row of another recipe
+    # (lr 2e-5) has 5 seeds: it is not the automm row
+    kept = [r for r in records if not (r["protocol"]["groups"] == "near-duplicates"
+                                       and r["fusion"] == "attention-paper" and r["seed"] > 1)
+            and not (r["protocol"]["groups"] == "none" and r["train_config"].get("weight_decay") == 1e-3)]
+    kept += [_fine_tuned(s, "none", "joint", "concat", {**automm, "lr_encoder": 2e-5}) for s in range(5)]
+    missing, counted = table.missing_rows(kept)
+    assert missing == ["none joint concat (`--recipe automm`) (0/5)",
+                       "near-duplicates joint attention-paper (the paper's recipe) (2/5)"]
+    assert counted == {f"near-duplicates-joint-attention-paper-{sorted(paper.items())}"}
