@@ -52,13 +52,18 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
 def missing_rows(records: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
     """Each expected row (expected_rows) with fewer than 5 seeds on a protocol, as "groups mode fusion (recipe)
     (n/5)", and the config hashes of the records counted (their rows need no second mention); a record belongs to
-    a row when its train config has every one of the recipe's fields."""
+    a row when its train config has every one of the recipe's fields (a field it lacks at TrainConfig's default).
+    """
+    from jftzoo.train.trainer import TrainConfig
+
+    # a field missing from a record was at its default (trainer.ADDED_LATER: defaults stay out of identities)
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
     out, counted = [], set()
     for groups in PROTOCOL:
         part = [r for r in records if (r.get("protocol") or {}).get("groups") == groups and not r.get("members")]
         for mode, fusion, name, recipe in expected_rows():
             mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion
-                    and all((r.get("train_config") or {}).get(k) == v for k, v in recipe.items())]
+                    and all((r.get("train_config") or {}).get(k, defaults.get(k)) == v for k, v in recipe.items())]
             seeds = {r["seed"] for r in mine}
             if len(seeds) < SEEDS:
                 out.append(f"{groups} {mode} {fusion} ({name}) ({len(seeds)}/{SEEDS})")

@@ -267,6 +267,8 @@ def test_one_pair_is_drawn_as_one_bar_chart(small_run):
     with Image.open(png) as img:
         assert img.format == "PNG" and img.text["jftzoo-kind"] == "bars"
         panels = json.loads(img.text["jftzoo-panels"])
+    labels = panels[0].pop("labels")  # every row on both folds: plain figures
+    assert len(labels) == 5 and all(float(x) for x in labels)
     assert panels == [{"dataset": "emoji-sentiment", "protocol": "2-fold, groups near-duplicates", "mode": "frozen",
                        "pairs": ["minilm + efficientnet_lite0"],
                        "heads": ["svm", "text-only", "image-only", "concat", "gated"]}]
@@ -308,6 +310,22 @@ def test_each_split_protocol_gets_its_own_panel_and_each_configuration_its_own_b
     assert [(p["protocol"], p["heads"]) for p in panels] == [
         ("8:1:1, groups none", ["concat [c0]", "concat [c1abcdef]", "text-only"]),
         ("8:1:1, groups near-duplicates", ["concat"])]
+
+
+def test_a_bar_with_fewer_splits_than_its_panel_says_how_many(tmp_path):
+    """A one-seed bar has no interval; its label says it stands on 1 split of the panel's 5."""
+    from jftzoo.bench.plot import heatmap
+
+    def row(fusion, auc, n, vision="vit"):
+        return {"dataset": "d", "text": "minilm", "vision": vision, "fusion": fusion, "mode": "joint", "auc_mean": auc,
+                "auc_ci95": [auc - 0.01, auc + 0.01] if n > 1 else None, "split": "8:1:1", "config_hash": fusion,
+                "n_splits": n, "text_weights": "pretrained", "vision_weights": "pretrained"}
+
+    png = heatmap([row("concat", 0.849, 5), row("attention-paper", 0.798, 1), row("late", 0.8, 2),
+                   row("text-only", 0.81, 5, vision=None)], tmp_path / "h.png")
+    with Image.open(png) as img:
+        (panel,) = json.loads(img.text["jftzoo-panels"])
+    assert panel["labels"] == ["0.849", "0.798 (1 split of 5)", "0.800 (2 splits of 5)", "0.810"]
 
 
 def test_unimodal_bars_stay_grey_when_two_configurations_carry_their_hash():

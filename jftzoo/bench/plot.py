@@ -40,6 +40,17 @@ def _pair(r: dict[str, Any]) -> tuple[str, str]:
     return encoder_label(r["text"], r.get("text_weights")), encoder_label(r["vision"], r.get("vision_weights"))
 
 
+def bar_labels(cells: Sequence[dict[str, Any]]) -> list[str]:
+    """Each bar's AUC, and its number of splits where it has fewer than the panel's fullest row: a one-seed
+    bar has no interval, and without the count it reads like a figure as firm as its neighbours'."""
+    most = max((c.get("n_splits") or 0) for c in cells) if cells else 0
+    out = []
+    for c in cells:
+        n = c.get("n_splits") or 0
+        out.append(f"{c['auc_mean']:.3f}" + (f" ({n} split{'s' if n != 1 else ''} of {most})" if n < most else ""))
+    return out
+
+
 def panel_grid(rows: Sequence[dict[str, Any]], dataset: str, protocol: str | None, mode: str
                ) -> tuple[list[str], list[str], list[list[dict[str, Any] | None]]]:
     """(pair labels, head names, cells): a unimodal row fills every pair that holds its encoder. Two
@@ -99,8 +110,8 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
             ax.invert_yaxis()
             low = min([0.5, *[v for v in values if v == v]]) - 0.02
             ax.set_xlim(max(0.0, low), 1.0)
-            for i, v in enumerate(values):  # right of the interval, never on it
-                ax.text(v + err[1][i] + 0.006, i, f"{v:.3f}", va="center", ha="left", fontsize=8)
+            for i, (v, label) in enumerate(zip(values, bar_labels(cells[0]), strict=True)):  # type: ignore[arg-type]
+                ax.text(v + err[1][i] + 0.006, i, label, va="center", ha="left", fontsize=8)  # right of the interval
             if majority is not None:
                 ax.axvline(majority["auc_mean"], color="black", ls="--", lw=0.8)
             ax.set_xlabel("AUC (macro one-vs-rest), mean over splits; bars: 95 % interval; dashed: majority",
@@ -123,8 +134,9 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # What the picture shows rides along as PNG text, so tools (and tests) can read it.
-    meta = [{"dataset": d, "protocol": proto, "mode": m, "pairs": p, "heads": h}
-            for (d, proto, m), (p, h, _) in zip(keys, grids, strict=True)]
+    meta = [{"dataset": d, "protocol": proto, "mode": m, "pairs": p, "heads": h,
+             **({"labels": bar_labels(c[0])} if bars else {})}  # type: ignore[arg-type]
+            for (d, proto, m), (p, h, c) in zip(keys, grids, strict=True)]
     kind = "bars" if bars else "heatmap"
     fig.savefig(out, dpi=110, metadata={"jftzoo-panels": json.dumps(meta), "jftzoo-kind": kind})
     plt.close(fig)
