@@ -140,6 +140,24 @@ def test_summary_statistics_are_sample_sd_and_a_t_interval():
     assert (one.mean, one.std, one.ci95) == (0.5, None, None)
 
 
+def test_a_metrics_interval_stays_within_the_values_it_can_take():
+    """Two splits of macro-F1 (0.44, 0.63): the t-interval's ends, -0.68 and 1.74, are clipped to 0 and 1."""
+    from jftzoo.bench.report import summarize
+    from jftzoo.bench.stats import summarize_values
+
+    wide = summarize_values([0.44, 0.63])
+    assert wide.ci95[0] < 0 and wide.ci95[1] > 1  # unbounded: a figure no F1 can have
+    assert summarize_values([0.44, 0.63], bounds=(0.0, 1.0)).ci95 == (0.0, 1.0)
+    assert summarize_values([0.6, 0.62, 0.64], bounds=(0.0, 1.0)).ci95 == summarize_values([0.6, 0.62, 0.64]).ci95
+    recs = [{"config_hash": "c", "dataset": "d", "text": "t", "vision": "v", "fusion": "concat", "mode": "frozen",
+             "seed": s, "fold": "test", "split": {"kind": "ratio", "ratio": "8:1:1", "groups": "none"},
+             "metrics": {"auc": 0.8, "accuracy": 0.7, "f1_weighted": 0.7, "f1_macro": f1},
+             "val_metrics": {"auc": 0.8, "accuracy": 0.99 - s * 0.3, "f1_weighted": 0.7, "f1_macro": f1}}
+            for s, f1 in enumerate((0.44, 0.63))]
+    (row,) = summarize(recs)
+    assert row["f1_macro_ci95"] == [0.0, 1.0] and row["val_accuracy_ci95"][1] == 1.0
+
+
 def test_evaluate_auc_matches_hand_computed_values_and_names_edge_cases():
     from jftzoo.train.metrics import evaluate
 

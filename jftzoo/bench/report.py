@@ -41,7 +41,7 @@ def _metric_stats(row: dict[str, Any], recs: Sequence[dict[str, Any]], source: s
     from jftzoo.bench.stats import summarize_values
 
     for m in METRICS:
-        stats = summarize_values(r[source][m] if source in r else None for r in recs)
+        stats = summarize_values((r[source][m] if source in r else None for r in recs), bounds=(0.0, 1.0))
         row[f"{prefix}{m}_mean"] = _clean(stats.mean)
         row[f"{prefix}{m}_std"] = _clean(stats.std)
         row[f"{prefix}{m}_ci95"] = [_clean(x) for x in stats.ci95] if stats.ci95 else None
