@@ -273,7 +273,11 @@ def test_compare_finds_a_real_difference_and_refuses_different_splits(tmp_path: 
     assert out["diff"] == pytest.approx(expected) and out["ci95"][0] > 0.3 and out["p_value"] < 0.01
     refused = CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--a", "fusion=good", "--b",
                                        "fusion=other"])
-    assert refused.exit_code == 1 and "not run on the same splits" in refused.output
+    assert refused.exit_code == 1 and "not run on the same splits" in refused.output and "--shared-splits" in \
+        refused.output
+    nothing = CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--a", "fusion=good", "--b",
+                                       "fusion=other", "--shared-splits"])
+    assert nothing.exit_code == 1 and "share no split" in nothing.output
     unknown = CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--a", "fusion=gooood",
                                        "--b", "fusion=coin"])
     assert unknown.exit_code == 2 and "did you mean 'good'" in unknown.output
@@ -352,3 +356,22 @@ def test_each_split_protocol_is_its_own_table_and_picks_its_own_best():
     assert "### d · 8:1:1, groups none" in md and "### d · 8:1:1, groups near-duplicates" in md
     bold_rows = [line.split(" | ")[2] for line in md.splitlines() if line.startswith("| ") and "**" in line]
     assert bold_rows == ["concat", "late"]  # the best of each protocol, not late nowhere and concat twice
+
+
+def test_compare_on_shared_splits_pairs_a_partial_row_on_the_splits_it_has(tmp_path: Path):
+    """A row still running (1 of 2 splits) against a finished one: refused by default; with --shared-splits
+    paired on the one split both have, the other counted as left out."""
+    rng = np.random.default_rng(3)
+    good = [list(0.5 + 0.45 * rng.random(50)) for _ in range(2)]
+    coin = [list(rng.random(50)) for _ in range(2)]
+    folder = _store(tmp_path, {"good": [("s1", "fold0", good[0])],
+                               "coin": [("s1", "fold0", coin[0]), ("s1", "fold1", coin[1])]})
+    args = ["results", "compare", "--results", str(folder), "--a", "fusion=good", "--b", "fusion=coin"]
+    assert CliRunner().invoke(cli, args).exit_code == 1
+    res = CliRunner().invoke(cli, [*args, "--shared-splits", "--json", "--resamples", "200"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n_pairs"] == 50 and out["n_splits"] == 1 and out["left_out_splits"] == {"a": 0, "b": 1}
+    assert out["diff"] == pytest.approx(1 - np.mean(np.array(coin[0]) > 0.5))
+    text = CliRunner().invoke(cli, [*args, "--shared-splits", "--resamples", "200"])
+    assert "50 paired test records over 1 split(s)" in text.output and "1 of B" in text.output

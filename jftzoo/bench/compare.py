@@ -139,6 +139,18 @@ def split_unit(record: dict[str, Any]) -> tuple[Any, Any, Any]:
     return (record.get("split") or {}).get("digest"), record["fold"], record["seed"]
 
 
+def on_shared_splits(records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]]
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]:
+    """Each row's records on the splits both rows have, and how many splits each had beyond them: a row still
+    running (or partial) compared with a finished one on what they share, the rest left out and counted."""
+    shared = {split_unit(r) for r in records_a} & {split_unit(r) for r in records_b}
+    if not shared:
+        raise JftzooError("the two rows share no split (same seed, split digest and fold): nothing to pair")
+    a = [r for r in records_a if split_unit(r) in shared]
+    b = [r for r in records_b if split_unit(r) in shared]
+    return a, b, len(records_a) - len(a), len(records_b) - len(b)
+
+
 def _pairs(results_dir: Path, records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]],
            part: str = "test") -> list[tuple[Predictions, Predictions]]:
     def by_split(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
@@ -154,7 +166,7 @@ def _pairs(results_dir: Path, records_a: Sequence[dict[str, Any]], records_b: Se
             f"the two rows were not run on the same splits ({len(only_a)} split(s) only in A, e.g. "
             f"{_split_name(only_a)}; {len(only_b)} only in B, e.g. {_split_name(only_b)}): a paired comparison "
             "needs the same test records. Run both in one `jftzoo bench` (same seeds, --folds/--split, --groups) "
-            "or with the same --split-file."
+            "or with the same --split-file, or compare them on the splits both have (`--shared-splits`)."
         )
     out = []
     for key in sorted(a, key=str):

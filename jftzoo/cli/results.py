@@ -148,11 +148,14 @@ def results_predictions_cmd(results: str, as_json: bool) -> None:
 @click.option("--part", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="The records paired: test (to report a difference) or val (to choose between two "
                    "configurations without reading a test record).")
+@click.option("--shared-splits", is_flag=True,
+              help="Pair on the splits both rows have (e.g. a row whose seeds are still running); the others are "
+                   "left out and counted.")
 @ENSEMBLE_OPTION
 @SELECT_ENSEMBLE_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resamples: int, seed: int, part: str,
-                        ensemble: bool, select_ensemble: int | None, as_json: bool) -> None:
+                        shared_splits: bool, ensemble: bool, select_ensemble: int | None, as_json: bool) -> None:
     """Paired difference A - B on the same test records and splits: diff, 95 % CI (paired bootstrap
     over records within splits) and p-value (paired permutation test). Rows run on different splits
     are refused. `--part val` pairs their validation records instead, to choose between them.
@@ -174,9 +177,14 @@ def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resam
     def of(row: dict[str, Any]) -> list[dict[str, Any]]:
         return [r for r in records if r.get("config_hash") == row["config_hash"]]
 
-    result = paired_compare(folder, row_a, row_b, of(row_a), of(row_b), metric, resamples, seed, part)
+    records_a, records_b, left_a, left_b = of(row_a), of(row_b), 0, 0
+    if shared_splits:
+        from jftzoo.bench.compare import on_shared_splits
+
+        records_a, records_b, left_a, left_b = on_shared_splits(records_a, records_b)
+    result = paired_compare(folder, row_a, row_b, records_a, records_b, metric, resamples, seed, part)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps({**result.to_dict(), "left_out_splits": {"a": left_a, "b": left_b}}, indent=2))
         return
     out, _ = consoles()
     from jftzoo.bench.compare import describe
@@ -185,7 +193,8 @@ def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resam
     out.print(f"{metric}: A {result.a_mean:.4f}, B {result.b_mean:.4f}; A - B = {result.diff:+.4f}, 95 % CI "
               f"[{result.ci95[0]:+.4f}, {result.ci95[1]:+.4f}], p = {result.p_value:.4f} "
               f"({result.n_pairs} paired {'validation' if part == 'val' else 'test'} records over "
-              f"{result.n_splits} split(s), {resamples} resamples)",
+              f"{result.n_splits} split(s), {resamples} resamples)"
+              + (f"; left out, not on both rows: {left_a} split(s) of A, {left_b} of B" if left_a or left_b else ""),
               highlight=False)
 
 
