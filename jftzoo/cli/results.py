@@ -158,7 +158,8 @@ def results_compare_cmd(results: str, sel_a: str, sel_b: str, metric: str, resam
                         shared_splits: bool, ensemble: bool, select_ensemble: int | None, as_json: bool) -> None:
     """Paired difference A - B on the same test records and splits: diff, 95 % CI (paired bootstrap
     over records within splits) and p-value (paired permutation test). Rows run on different splits
-    are refused. `--part val` pairs their validation records instead, to choose between them.
+    are refused unless `--shared-splits` pairs them on the splits both have. `--part val` pairs their
+    validation records instead, to choose between them.
 
     Example: jftzoo results compare --a fusion=concat --b fusion=text-only --metric auc
 
