@@ -95,7 +95,9 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     fig, axes = plt.subplots(len(keys), 1, figsize=(width, sum(heights) + 0.3), squeeze=False,
                              gridspec_kw={"height_ratios": heights}, layout="constrained")
     image = None
-    for ax, (dataset, protocol, mode), (pairs, heads, cells) in zip(axes[:, 0], keys, grids, strict=True):
+    labels = [bar_labels(cells[0]) if bars else [] for _, _, cells in grids]  # type: ignore[arg-type]
+    for ax, (dataset, protocol, mode), (pairs, heads, cells), texts in zip(axes[:, 0], keys, grids, labels,
+                                                                          strict=True):
         majority = next((r for r in rows if r["dataset"] == dataset and r.get("split") == protocol
                          and r["fusion"] == "majority" and r.get("auc_mean") is not None), None)
         where = f"{dataset}\n{protocol} · " if several_protocols else f"{dataset}\n"  # two lines: long paths
@@ -110,7 +112,7 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
             ax.invert_yaxis()
             low = min([0.5, *[v for v in values if v == v]]) - 0.02
             ax.set_xlim(max(0.0, low), 1.0)
-            for i, (v, label) in enumerate(zip(values, bar_labels(cells[0]), strict=True)):  # type: ignore[arg-type]
+            for i, (v, label) in enumerate(zip(values, texts, strict=True)):
                 ax.text(v + err[1][i] + 0.006, i, label, va="center", ha="left", fontsize=8)  # right of the interval
             if majority is not None:
                 ax.axvline(majority["auc_mean"], color="black", ls="--", lw=0.8)
@@ -134,9 +136,8 @@ def heatmap(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # What the picture shows rides along as PNG text, so tools (and tests) can read it.
-    meta = [{"dataset": d, "protocol": proto, "mode": m, "pairs": p, "heads": h,
-             **({"labels": bar_labels(c[0])} if bars else {})}  # type: ignore[arg-type]
-            for (d, proto, m), (p, h, c) in zip(keys, grids, strict=True)]
+    meta = [{"dataset": d, "protocol": proto, "mode": m, "pairs": p, "heads": h, **({"labels": t} if bars else {})}
+            for (d, proto, m), (p, h, _), t in zip(keys, grids, labels, strict=True)]
     kind = "bars" if bars else "heatmap"
     fig.savefig(out, dpi=110, metadata={"jftzoo-panels": json.dumps(meta), "jftzoo-kind": kind})
     plt.close(fig)
