@@ -3,7 +3,7 @@
 # hours per seed on this project's 2-core CPUs and minutes on one GPU. Run from the repository root on a
 # machine with a CUDA GPU, torch, timm, transformers and sentence-transformers, and nothing else:
 #
-#   PACK=<folder holding the pack's parts p1..pN> DEADLINE=<seconds> benchmarks/device_mvsa.sh
+#   PACK=<folder holding the pack's parts p0..pN> DEADLINE=<seconds> benchmarks/device_mvsa.sh
 #
 # The pack (made by benchmarks/device_pack.sh) is a gzipped tar of the MVSA-Single pairs the merge label policy
 # keeps (files exactly as in ../shared/data/mvsa_single) and the wheels this project needs beyond that
@@ -38,11 +38,23 @@ run() {  # one bench in its own store (a copy of $O, so cells already there are 
     rm -rf /tmp/stores/$i && mkdir -p /tmp/stores && cp -r $O /tmp/stores/$i && rm -f /tmp/stores/$i/.jftzoo.lock*
     echo "== $(date +%T) [$i] bench $* (at most ${left}s)"
     timeout --signal=TERM --kill-after=20 $left python3 -m jftzoo bench --data $D --split 8:1:1 \
-        --device ${DEVICE:-cuda} --image-cache --out /tmp/stores/$i "$@" 2>&1 | grep -v "busy with" | sed "s/^/[$i] /"
+        --device ${DEVICE:-cuda} --image-cache --out /tmp/stores/$i "$@" >/tmp/bench.$i.log 2>&1 &
+    local pid=$!
+    # STOP_AFTER=<regex>: stop this bench once a finished cell's line matches (e.g. '/ concat / joint'), so the
+    # unimodal cells a joint bench queues after its head do not take GPU time from the other benches
+    while kill -0 $pid 2>/dev/null; do
+        if [ -n "${STOP_AFTER:-}" ] && grep -qE "done .*${STOP_AFTER}" /tmp/bench.$i.log; then
+            echo "[$i] stopped after '${STOP_AFTER}'"; kill -TERM $pid 2>/dev/null; break
+        fi
+        sleep 5
+    done
+    wait $pid
+    grep -v "busy with" /tmp/bench.$i.log | sed "s/^/[$i] /"
 }
 # Steps are separated by ';' and run at once, each its own process: one bench at batch 16 leaves most of a
 # GPU idle (~150-450 samples/s on an H100), so several share it; WORKERS loader processes each.
 IFS=';' read -ra steps <<< "${STEPS:---groups none --fusion concat --recipe best --seeds 0,1,2,3,4}"
+rm -rf /tmp/stores  # a warm machine's earlier call left its stores: merge only this call's
 i=0
 for s in "${steps[@]}"; do
     i=$((i + 1))

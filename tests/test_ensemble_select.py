@@ -107,6 +107,10 @@ def test_two_configurations_of_one_head_are_told_apart_by_their_hash(tmp_path: P
     folder = _store(tmp_path, dict(ROWS, C=("top-k", "concat")))  # A and C: both top-k concat, other recipes
     [choice] = select_ensembles(ResultStore(folder).records(), folder)
     assert choice.members == ["frozen svm", "top-k concat [hash-A]"]
+    # each of the two gets its hash, also the one left out (C on seed 0 only), so neither reads as the other
+    folder = _store(tmp_path / "c", dict(ROWS, C=("top-k", "concat")), seeds={"C": [0]})
+    [choice] = select_ensembles(ResultStore(folder).records(), folder)
+    assert choice.left_out == ["top-k concat [hash-C]"] and "top-k concat [hash-A]" in choice.members
 
 
 def test_a_store_without_shared_splits_says_there_is_nothing_to_pick(tmp_path: Path):

@@ -154,3 +154,19 @@ def test_a_fine_tuned_row_the_issue_asks_for_makes_the_table_partial_until_it_ha
     assert missing == ["none joint concat (`--recipe automm`) (0/5)",
                        "near-duplicates joint attention-paper (the paper's recipe) (2/5)"]
     assert counted == {f"near-duplicates-joint-attention-paper-{sorted(paper.items())}"}
+
+
+def test_two_rows_of_one_mode_and_head_read_apart_by_their_named_recipe():
+    expected = {(mode, fusion, name): recipe for mode, fusion, name, recipe in table.expected_rows()}
+    best, automm = expected[("joint", "concat", "`--recipe best`")], expected[("joint", "concat", "`--recipe automm`")]
+    by_hash = {"b": [{**r, "mode": "joint", "fusion": "concat", "train_config": {"mode": "joint", **best}}
+                     for r in _records("b", {0: 0.75, 1: 0.75}, {0: 0.7, 1: 0.7})],
+               "a": [{**r, "mode": "joint", "fusion": "concat", "train_config": {"mode": "joint", **automm}}
+                     for r in _records("a", {0: 0.70, 1: 0.70}, {0: 0.7, 1: 0.7})]}
+    line = table.chosen_on_validation([_row("b", "joint", "concat"), _row("a", "joint", "concat")], by_hash)
+    assert "joint concat (`--recipe best`) (+1 of 1 pairs), then joint concat (`--recipe automm`) (-1)." in line
+    assert table.setting(by_hash["a"][0]).startswith("`--recipe automm`: epochs<=10, layer_decay=0.9")
+    # a setting that is no named recipe (here lr 2e-5), and frozen rows, keep their plain names
+    other = {**by_hash["a"][0], "train_config": {"mode": "joint", **automm, "lr_encoder": 2e-5}}
+    assert table.row_name(other) == "joint concat" and not table.setting(other).startswith("`")
+    assert table.recipe_name({**by_hash["b"][0], "mode": "frozen"}) is None

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +97,14 @@ def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_m
     return choices
 
 
+def _labels(rows: dict[str, Any]) -> dict[str, str]:
+    """Each configuration's row label; where two configurations share one (one head under two recipes), each
+    of them gets its hash, so members and left-out rows read apart."""
+    plain = {h: row_label(next(iter(b.values()))) for h, b in rows.items()}
+    counts = Counter(plain.values())
+    return {h: f"{label} [{h[:8]}]" if counts[label] > 1 else label for h, label in plain.items()}
+
+
 def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, metric: str) -> EnsembleChoice | None:
     import numpy as np
 
@@ -112,10 +120,7 @@ def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, me
     if not shared:
         return None
     units = sorted(max(shared, key=lambda s: (len(s), covering(s))), key=str)
-    labels = {h: row_label(next(iter(b.values()))) for h, b in rows.items()}
-    for h, label in list(labels.items()):  # two configurations of one head (another recipe, device): add the hash
-        if sum(v == label for v in labels.values()) > 1:
-            labels[h] = f"{label} [{h[:8]}]"
+    labels = _labels(rows)
     complete = sorted((h for h, b in rows.items() if set(units) <= set(b)), key=lambda h: labels[h])
     left_out = sorted(labels[h] for h in rows if h not in complete)
     if len(complete) < 2:
