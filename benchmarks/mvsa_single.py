@@ -111,9 +111,9 @@ def setting(record: dict[str, Any]) -> str:
 
 def device_name(record: dict[str, Any]) -> str:
     """Where a record was trained: CPU, or the GPU's model (records name their device and machine)."""
-    if str(record.get("device", "cpu")).startswith("cuda"):
-        return str(record.get("machine", "")).rsplit(", ", 1)[-1].replace("NVIDIA ", "").split(" ")[0] or "GPU"
-    return "CPU"
+    from jftzoo.bench.report import device_label
+
+    return device_label(record)
 
 
 def ran_on(records: list[dict[str, Any]]) -> str:
@@ -281,7 +281,7 @@ def main() -> None:
             c = paired_compare(args.results, r, base, a, b, "accuracy", args.resamples).to_dict()
             c["groups"], c["setting"] = groups, setting(a[0])
             comparisons.append(c)
-            where = "" if ran_on(a) == "CPU" else f", {ran_on(a)}"
+            where = "" if ran_on(trained(a, by_key)) == "CPU" else f", {ran_on(trained(a, by_key))}"
             rows_cmp.append(f"| {r['mode']} {r['fusion']} ({c['setting']}{where}) | {c['a_mean']:.3f} | "
                             f"{c['b_mean']:.3f} | {c['diff']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | "
                             f"{c['p_value']:.3f} | "

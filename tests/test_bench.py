@@ -530,6 +530,10 @@ def test_ensemble_rows_average_the_heads_stored_probabilities(small_run):
         for metric in ("accuracy", "auc", "f1_macro"):
             assert d["metrics"][metric] == pytest.approx(expected[metric])
         assert all(d["metrics"]["auc"] != pytest.approx(evaluate(p.true, p.probs, p.labels)["auc"]) for p in stored)
+        assert d["wall_s_by_device"] == {"CPU": pytest.approx(sum(m["wall_s"] for m in members))}
+    gpu = {"device": "cuda:0", "machine": "x86_64, NVIDIA H100 80GB HBM3"}  # had gated run on a GPU: two costs
+    mixed = ensemble_records([{**r, **(gpu if r["fusion"] == "gated" else {})} for r in records], store)
+    assert all(set(d["wall_s_by_device"]) == {"CPU", "H100"} for d in mixed)
     shown = CliRunner().invoke(cli, ["results", "show", "--results", str(store), "--json", "--ensemble"])
     rows = {r["fusion"]: r for r in json.loads(shown.stdout)}
     assert rows["ensemble(concat+gated)"]["n_splits"] == 4

@@ -78,6 +78,17 @@ def test_the_pick_is_the_best_mix_on_validation_and_test_is_only_reported(tmp_pa
     assert read_predictions(folder, record).probs == pytest.approx((TEST["B"] + TEST["A"]) / 2)
 
 
+def test_the_picks_cost_is_its_members_per_device(tmp_path: Path):
+    folder = _store(tmp_path, ROWS)
+    lines = (folder / "results.jsonl").read_text().splitlines()
+    gpu = {"device": "cuda", "machine": "x86_64, 16 torch threads, NVIDIA H100 80GB HBM3"}
+    (folder / "results.jsonl").write_text("".join(  # the top-k row (A) ran on a GPU
+        json.dumps({**r, **(gpu if r["key"].startswith("A-") else {})}) + "\n" for r in map(json.loads, lines)))
+    [choice] = select_ensembles(ResultStore(folder).records(), folder, max_members=3)
+    record = choice.records[0]  # frozen svm (CPU, 10 s) + top-k concat (H100, 10 s)
+    assert record["wall_s_by_device"] == {"CPU": 10.0, "H100": 10.0} and record["wall_s"] == 20.0
+
+
 def test_a_single_row_can_win_and_then_no_ensemble_row_is_added(tmp_path: Path):
     val = dict(VAL, C=_probs([0, 0, 1, 1, 2, 2], [True] * 6))  # C alone is perfect: nothing beats it, ties go small
     folder = _store(tmp_path, ROWS, val=val)

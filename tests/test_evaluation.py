@@ -224,6 +224,24 @@ def test_best_is_picked_on_validation_and_outdated_rows_are_marked():
     assert "late (jftzoo 0.1.0)" in md and rows[-1]["outdated"]  # older version: marked, listed last, never best
 
 
+def test_a_rows_cost_is_given_per_device_when_its_seeds_ran_on_a_cpu_and_a_gpu():
+    from jftzoo import __version__
+    from jftzoo.bench.report import summarize, to_markdown
+
+    def record(seed: int, wall: float, device: str = "cpu") -> dict:
+        m = {"auc": 0.7, "accuracy": 0.7, "f1_macro": 0.6, "f1_weighted": 0.65}
+        machine = "x86_64, 16 torch threads, NVIDIA H100 80GB HBM3" if device == "cuda" else "x86_64, 2 torch threads"
+        return {"dataset": "d", "text": "t", "vision": "v", "fusion": "concat", "mode": "joint", "weights":
+                "pretrained", "seed": seed, "fold": "test", "wall_s": wall, "config_hash": "abc", "device": device,
+                "machine": machine, "jftzoo_version": __version__, "metrics": m, "val_metrics": m}
+
+    (row,) = summarize([record(0, 3000.0), record(1, 3600.0), record(2, 120.0, "cuda"), record(3, 60.0, "cuda")])
+    assert row["wall_s_by_device"] == {"CPU": 6600.0, "H100": 180.0} and row["wall_s"] == 6780.0
+    assert "| 1.8 h CPU + 3.0 min H100 |" in to_markdown([row])  # never one sum of CPU hours and GPU minutes
+    (cpu,) = summarize([record(0, 3000.0), record(1, 3600.0)])
+    assert "| 1.8 h |" in to_markdown([cpu])
+
+
 # -- paired comparison -----------------------------------------------------------------------------------------
 def _store(tmp_path: Path, rows: dict[str, list[tuple[str, str, list[float]]]]) -> Path:
     """A results store with predictions: config -> [(split digest, fold, P(correct class) per record)]."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jftzoo.bench.predictions import read_parts
+from jftzoo.bench.report import wall_by_device
 
 SINGLE = ("majority", "svm", "text-only", "image-only", "clip")  # baselines and unimodal rows never join
 
@@ -61,7 +62,8 @@ def ensemble_records(records: Sequence[dict[str, Any]], results_dir: Path,
                 "key": hashlib.sha256("\0".join(keys).encode()).hexdigest(),
                 "config_hash": hashlib.sha256("\0".join(hashes).encode()).hexdigest()[:16],
                 "metrics": evaluate(true, probs, labels), "val_metrics": evaluate(vtrue, vprobs, labels),
-                "wall_s": float(sum(members[n].get("wall_s", 0.0) for n in names)), "samples_per_s": None,
+                "wall_s": float(sum(members[n].get("wall_s", 0.0) for n in names)),
+                "wall_s_by_device": wall_by_device([members[n] for n in names]), "samples_per_s": None,
             })
             out.append(record)
     return out

@@ -24,6 +24,7 @@ from typing import Any
 
 from jftzoo.bench.compare import metric_value, split_unit
 from jftzoo.bench.predictions import Predictions, read_parts
+from jftzoo.bench.report import wall_by_device
 from jftzoo.errors import JftzooError, UsageError
 
 EXCLUDED = ("majority",)  # constant class priors: adds nothing to an average
@@ -203,7 +204,7 @@ def _derived(choice: EnsembleChoice, members: list[dict[str, Any]], preds: list[
         "config_hash": hashlib.sha256(("selected\0" + "\0".join(choice.member_hashes)).encode()).hexdigest()[:16],
         "predictions": {"members": [m["predictions"] for m in members]},
         "metrics": metrics["test"], "val_metrics": metrics["val"],
-        "wall_s": float(sum(m.get("wall_s", 0.0) for m in members)),
+        "wall_s": float(sum(m.get("wall_s", 0.0) for m in members)), "wall_s_by_device": wall_by_device(members),
         "train_s": float(sum(m.get("train_s", m.get("wall_s", 0.0)) for m in members)), "samples_per_s": None,
     })
     return record

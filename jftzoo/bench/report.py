@@ -80,6 +80,7 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
         row["seeds"] = sorted({r["seed"] for r in recs})
         row["n_seeds"] = len(row["seeds"])
         row["wall_s"] = float(sum(r.get("wall_s", 0.0) for r in recs))
+        row["wall_s_by_device"] = wall_by_device(recs)
         row["samples_per_s"] = _clean(float(np.mean([r["samples_per_s"] for r in recs if r.get("samples_per_s")])))\
             if any(r.get("samples_per_s") for r in recs) else None
         shares = [r["explain"]["text_share"] for r in recs if r.get("explain")]
@@ -103,6 +104,34 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
                              order.get((r["dataset"], r["text"], r["vision"], r["fusion"], r["mode"]), len(order)),
                              str(r["text"]), str(r["vision"]), r["fusion"], r["mode"], str(r.get("config_hash"))))
     return rows
+
+
+def device_label(record: dict[str, Any]) -> str:
+    """Where a record ran: CPU, or the GPU's model (the record's `machine` names it), e.g. H100."""
+    device = str(record.get("device", "cpu"))
+    if "+" in device:  # an ensemble's members ran on several: its wall_s_by_device names each
+        return "+".join(sorted({device_label({"device": d}) for d in device.split("+")}))
+    if device.startswith("cuda"):
+        return str(record.get("machine", "")).rsplit(", ", 1)[-1].replace("NVIDIA ", "").split(" ")[0] or "GPU"
+    return "CPU" if device == "cpu" else device.split(":")[0].upper()
+
+
+def wall_by_device(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per device label: a row whose seeds ran on a CPU and a GPU has two costs, not one sum (a GPU
+    minute and a CPU minute are not one unit)."""
+    out: dict[str, float] = {}
+    for r in records:  # an ensemble record carries its members' split (it ran nothing itself)
+        for device, seconds in (r.get("wall_s_by_device") or {device_label(r): r.get("wall_s", 0.0)}).items():
+            out[device] = out.get(device, 0.0) + float(seconds)
+    return dict(sorted(out.items()))
+
+
+def fmt_cost(row: dict[str, Any]) -> str:
+    """A row's cost: plain seconds when it all ran on CPUs, else per device (e.g. "1.9 h CPU + 14.5 min H100")."""
+    per = row.get("wall_s_by_device") or {}
+    if set(per) <= {"CPU"}:
+        return fmt_seconds(row["wall_s"])
+    return " + ".join(f"{fmt_seconds(seconds)} {device}" for device, seconds in per.items())
 
 
 def best_in_columns(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -176,7 +205,7 @@ def table_cells(row: dict[str, Any], best: dict[str, int], index: int, bold: Any
     for m in TABLE_METRICS:
         text = fmt_stat(row, m)
         cells.append(bold(text) if best.get(m) == index and row.get(f"{m}_mean") is not None else text)
-    cells += [fmt_mean_std(row, "val_accuracy"), fmt_seconds(row["wall_s"])]
+    cells += [fmt_mean_std(row, "val_accuracy"), fmt_cost(row)]
     if share:
         cells.append("—" if row.get("text_share") is None else f"{row['text_share']:.2f}")
     return cells
