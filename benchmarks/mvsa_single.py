@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,18 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
             ("joint", "concat", "`--recipe automm`", fields_of(RECIPES["automm"]))]
 
 
-def has_recipe(record: dict[str, Any], recipe: dict[str, Any]) -> bool:
-    """Whether a record was trained with every field of `recipe` (a field it lacks at TrainConfig's default:
-    trainer.ADDED_LATER keeps defaults out of identities)."""
+@cache
+def train_defaults() -> dict[str, Any]:
+    """TrainConfig's field defaults: what a record's absent train-config field was (trainer.ADDED_LATER keeps
+    defaults out of identities)."""
     from jftzoo.train.trainer import TrainConfig
 
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    return {f.name: f.default for f in fields(TrainConfig)}
+
+
+def has_recipe(record: dict[str, Any], recipe: dict[str, Any]) -> bool:
+    """Whether a record was trained with every field of `recipe` (a field it lacks at its default)."""
+    defaults = train_defaults()
     tc = record.get("train_config") or {}
     return all(tc.get(k, defaults.get(k)) == v for k, v in recipe.items())
 
@@ -93,13 +100,11 @@ def missing_rows(records: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
 
 def setting(record: dict[str, Any]) -> str:
     """The training fields of a record that differ from TrainConfig's defaults (what makes its row)."""
-    from jftzoo.train.trainer import TrainConfig
-
     if record.get("selection"):
         sel = record["selection"]
         return (f"picked on validation: best mean val {sel['metric']} of {sel['subsets']} subsets of up to "
                 f"{sel['max_members']} of {sel['candidates']} rows")
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = train_defaults()
     tc = record.get("train_config", {})
     skip = {"mode", "seed", "head", "min_epochs", "max_epochs"}
     diff = [f"{k}={v}" for k, v in sorted(tc.items()) if k not in skip and k in defaults and v != defaults[k]]
