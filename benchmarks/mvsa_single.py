@@ -81,6 +81,16 @@ def row_name(record: dict[str, Any]) -> str:
     return f"{record['mode']} {record['fusion']}" + (f" ({recipe})" if recipe else "")
 
 
+def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
+    """The table's prose with an ensemble member's hash tag ("joint concat [db84fa15]", which the library adds
+    where two configurations share a head) replaced by its named recipe where it has one."""
+    for config, records in by_hash.items():
+        recipe = recipe_name(records[0])
+        if recipe and f"[{config[:8]}]" in line:
+            line = line.replace(f"[{config[:8]}]", f"({recipe})")
+    return line
+
+
 def missing_rows(records: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
     """Each expected row (expected_rows) with fewer than 5 seeds on a protocol, as "groups mode fusion (recipe)
     (n/5)", and the config hashes of the records counted (their rows need no second mention); a record belongs to
@@ -329,6 +339,7 @@ def main() -> None:
                       "difference to frozen concat (95 % CI): " + "; ".join(cap_cells) + ".", ""]
     lines += ["Published MVSA-Single accuracies (8:1:1 random splits, larger encoders): "
               + ", ".join(f"{n} {a:.3f}" for n, a in PUBLISHED) + ".", ""]
+    lines = [readable(line, by_hash) for line in lines]
     out = args.results.parent / f"{args.results.name}.md"
     head = out.read_text(encoding="utf-8").split("<!-- table -->")[0] if out.exists() else ""
     out.write_text(head + "<!-- table -->\n\n" + "\n".join(lines) + "\n", encoding="utf-8")

@@ -170,3 +170,13 @@ def test_two_rows_of_one_mode_and_head_read_apart_by_their_named_recipe():
     other = {**by_hash["a"][0], "train_config": {"mode": "joint", **automm, "lr_encoder": 2e-5}}
     assert table.row_name(other) == "joint concat" and not table.setting(other).startswith("`")
     assert table.recipe_name({**by_hash["b"][0], "mode": "frozen"}) is None
+
+
+def test_an_ensemble_members_hash_tag_reads_as_its_recipe_in_the_tables_prose():
+    expected = {(mode, fusion, name): recipe for mode, fusion, name, recipe in table.expected_rows()}
+    automm = expected[("joint", "concat", "`--recipe automm`")]
+    by_hash = {"db84fa151968736e": [{"mode": "joint", "fusion": "concat", "train_config": {"mode": "joint", **automm}}],
+               "0123456789abcdef": [{"mode": "joint", "fusion": "concat", "train_config": {"lr_encoder": 2e-5}}]}
+    line = "picks joint concat [db84fa15] + joint concat [01234567] + top-k concat"
+    assert table.readable(line, by_hash) == ("picks joint concat (`--recipe automm`) + joint concat [01234567] + "
+                                             "top-k concat")
