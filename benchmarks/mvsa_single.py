@@ -21,6 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from jftzoo.bench.report import device_label  # where a record ran: CPU or the GPU's model
+
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
 MAX_MEMBERS = 3  # ensembles picked on validation: subsets of up to this many rows
@@ -124,15 +126,8 @@ def setting(record: dict[str, Any]) -> str:
     return (f"{recipe}: " if recipe else "") + (", ".join(diff) or "defaults")
 
 
-def device_name(record: dict[str, Any]) -> str:
-    """Where a record was trained: CPU, or the GPU's model (records name their device and machine)."""
-    from jftzoo.bench.report import device_label
-
-    return device_label(record)
-
-
 def ran_on(records: list[dict[str, Any]]) -> str:
-    return "+".join(sorted({device_name(x) for x in records}))
+    return "+".join(sorted({device_label(x) for x in records}))
 
 
 def trained(records: list[dict[str, Any]], by_key: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -145,7 +140,7 @@ def train_minutes(records: list[dict[str, Any]]) -> str:
     minutes and a GPU's are not the same unit)."""
     per: dict[str, float] = {}
     for x in records:
-        per[device_name(x)] = per.get(device_name(x), 0.0) + x.get("train_s", x.get("wall_s", 0.0)) / 60
+        per[device_label(x)] = per.get(device_label(x), 0.0) + x.get("train_s", x.get("wall_s", 0.0)) / 60
     if len(per) == 1:
         return f"{next(iter(per.values())):.1f}"
     return " + ".join(f"{m:.1f} {d}" for d, m in sorted(per.items()))
@@ -231,11 +226,12 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
 
-    from jftzoo.bench.compare import paired_compare, split_unit
+    from jftzoo.bench.compare import on_shared_splits, paired_compare, split_unit
     from jftzoo.bench.ensemble import ensemble_records
     from jftzoo.bench.ensemble_select import select_ensembles
     from jftzoo.bench.report import summarize, to_json
     from jftzoo.bench.store import ResultStore
+    from jftzoo.errors import JftzooError
 
     records = ResultStore(args.results).records()
     records += ensemble_records([r for r in records if r["mode"] == "frozen"], args.results)
@@ -288,11 +284,10 @@ def main() -> None:
                                                               and not by_hash[r["config_hash"]][0].get("selection")):
                 continue
             a, b = by_hash[r["config_hash"]], by_hash[base["config_hash"]]
-            common = {split_unit(x) for x in a} & {split_unit(x) for x in b}
-            if not common:
+            try:
+                a, b, _, _ = on_shared_splits(a, b)
+            except JftzooError:  # no split in common: nothing to pair
                 continue
-            a = [x for x in a if split_unit(x) in common]
-            b = [x for x in b if split_unit(x) in common]
             c = paired_compare(args.results, r, base, a, b, "accuracy", args.resamples).to_dict()
             c["groups"], c["setting"] = groups, setting(a[0])
             comparisons.append(c)
