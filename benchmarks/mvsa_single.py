@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import fields
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jftzoo.bench.report import device_label  # where a record ran: CPU or the GPU's model
+from jftzoo.train.presets import has_recipe  # a record trained with every field of a recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
@@ -56,16 +58,9 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
 def train_defaults() -> dict[str, Any]:
     """TrainConfig's field defaults: what a record's absent train-config field was (trainer.ADDED_LATER keeps
     defaults out of identities)."""
-    from jftzoo.train.trainer import TrainConfig
+    from jftzoo.train.config import TrainConfig
 
     return {f.name: f.default for f in fields(TrainConfig)}
-
-
-def has_recipe(record: dict[str, Any], recipe: dict[str, Any]) -> bool:
-    """Whether a record was trained with every field of `recipe` (a field it lacks at its default)."""
-    defaults = train_defaults()
-    tc = record.get("train_config") or {}
-    return all(tc.get(k, defaults.get(k)) == v for k, v in recipe.items())
 
 
 def recipe_name(record: dict[str, Any]) -> str | None:
@@ -74,7 +69,7 @@ def recipe_name(record: dict[str, Any]) -> str | None:
     if record.get("mode") == "frozen" or record.get("members"):
         return None
     return next((name for mode, _, name, recipe in expected_rows()
-                 if record.get("mode") == mode and has_recipe(record, recipe)), None)
+                 if record.get("mode") == mode and has_recipe(record.get("train_config"), recipe)), None)
 
 
 def row_name(record: dict[str, Any]) -> str:
@@ -84,8 +79,13 @@ def row_name(record: dict[str, Any]) -> str:
 
 
 def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
-    """The table's prose with an ensemble member's hash tag ("joint concat [db84fa15]", which the library adds
-    where two configurations share a head) replaced by its named recipe where it has one."""
+    """The table's prose in its own names: an ensemble member the library tells apart by its recipe ("joint
+    concat (automm)") or, where no recipe names it, by its hash ("joint concat [db84fa15]") reads as the
+    table's rows do ("joint concat (`--recipe automm`)", "joint attention-paper (the paper's recipe)")."""
+    from jftzoo.train.presets import RECIPES
+
+    names = "|".join(re.escape(n) for n in RECIPES)
+    line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})\)", r"\1 (`--recipe \2`)", line)
     for config, records in by_hash.items():
         recipe = recipe_name(records[0])
         if recipe and f"[{config[:8]}]" in line:
@@ -102,7 +102,8 @@ def missing_rows(records: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
     for groups in PROTOCOL:
         part = [r for r in records if (r.get("protocol") or {}).get("groups") == groups and not r.get("members")]
         for mode, fusion, name, recipe in expected_rows():
-            mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion and has_recipe(r, recipe)]
+            mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion
+                    and has_recipe(r.get("train_config"), recipe)]
             seeds = {r["seed"] for r in mine}
             if len(seeds) < SEEDS:
                 out.append(f"{groups} {mode} {fusion} ({name}) ({len(seeds)}/{SEEDS})")

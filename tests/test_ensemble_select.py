@@ -43,7 +43,8 @@ ROWS = {"A": ("top-k", "concat"), "B": ("frozen", "svm"), "C": ("frozen", "late"
 
 def _store(folder: Path, rows: dict[str, tuple[str, str]], seeds: dict[str, list[int]] | None = None,
            val: dict[str, np.ndarray] = VAL, test: dict[str, np.ndarray] = TEST,
-           ids: dict[str, list[str]] | None = None, versions: dict[str, str] | None = None) -> Path:
+           ids: dict[str, list[str]] | None = None, versions: dict[str, str] | None = None,
+           configs: dict[str, dict[str, object]] | None = None) -> Path:
     store = ResultStore(folder).open()
     for name, (mode, fusion) in rows.items():
         for seed in (seeds or {}).get(name, [0, 1]):
@@ -58,7 +59,8 @@ def _store(folder: Path, rows: dict[str, tuple[str, str]], seeds: dict[str, list
                           "protocol": {"groups": "none", "split": "8:1:1"},
                           "split": {"digest": f"split-{seed}", "groups": "none"}, "predictions": meta,
                           "metrics": evaluate(TRUE, test[name], LABELS),
-                          "val_metrics": evaluate(TRUE, val[name], LABELS), "wall_s": 10.0, "train_s": 9.0})
+                          "val_metrics": evaluate(TRUE, val[name], LABELS), "wall_s": 10.0, "train_s": 9.0,
+                          **({"train_config": configs[name]} if name in (configs or {}) else {})})
     return folder
 
 
@@ -122,6 +124,15 @@ def test_two_configurations_of_one_head_are_told_apart_by_their_hash(tmp_path: P
     folder = _store(tmp_path / "c", dict(ROWS, C=("top-k", "concat")), seeds={"C": [0]})
     [choice] = select_ensembles(ResultStore(folder).records(), folder)
     assert choice.left_out == ["top-k concat [hash-C]"] and "top-k concat [hash-A]" in choice.members
+
+
+def test_two_configurations_of_one_head_under_named_recipes_are_told_apart_by_the_recipe(tmp_path: Path):
+    from jftzoo.train.presets import RECIPES
+
+    fast, demo = ({k: v for k, v in RECIPES[n].items() if k != "mode"} for n in ("fast", "demo"))
+    folder = _store(tmp_path, dict(ROWS, C=("top-k", "concat")), seeds={"C": [0]}, configs={"A": fast, "C": demo})
+    [choice] = select_ensembles(ResultStore(folder).records(), folder)
+    assert choice.members == ["frozen svm", "top-k concat (fast)"] and choice.left_out == ["top-k concat (demo)"]
 
 
 def test_a_store_without_shared_splits_says_there_is_nothing_to_pick(tmp_path: Path):

@@ -180,3 +180,6 @@ def test_an_ensemble_members_hash_tag_reads_as_its_recipe_in_the_tables_prose():
     line = "picks joint concat [db84fa15] + joint concat [01234567] + top-k concat"
     assert table.readable(line, by_hash) == ("picks joint concat (`--recipe automm`) + joint concat [01234567] + "
                                              "top-k concat")
+    # the library's own recipe tag reads as the table's rows do; the paper's head keeps its name
+    assert table.readable("joint text-only (best) + top-k concat (fast) + joint attention-paper", {}) == \
+        "joint text-only (`--recipe best`) + top-k concat (`--recipe fast`) + joint attention-paper"

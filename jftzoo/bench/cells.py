@@ -170,7 +170,7 @@ def train_config(cell: Cell, config: BenchConfig, seed: int) -> Any:
     one epoch."""
     from jftzoo.datasets.registry import train_defaults
     from jftzoo.fusion.registry import apply_train_preset
-    from jftzoo.train.trainer import TrainConfig
+    from jftzoo.train.config import TrainConfig
 
     options = apply_train_preset(cell.fusion, {**config.train, **config.mode_train.get(cell.mode, {})},
                                  train_defaults(cell.dataset, reads_text=cell.text is not None))
@@ -205,7 +205,7 @@ def identity_of(cell: Cell, config: BenchConfig, encoders: Encoders, n_classes: 
         if config.train.get("frozen_backend", "pytorch") != "pytorch":  # it reads the frozen features
             train["frozen_backend"] = config.train["frozen_backend"]
     else:
-        from jftzoo.train.trainer import config_identity
+        from jftzoo.train.config import config_identity
 
         tc = config_identity(train_config(cell, config, 0))
         train = {**tc, "head": asdict(_head_config(cell, encoders, n_classes))}

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +24,9 @@ from typing import Any
 
 from jftzoo.bench.compare import metric_value, split_unit
 from jftzoo.bench.predictions import Predictions, read_parts
-from jftzoo.bench.report import wall_by_device
+from jftzoo.bench.report import distinct_labels, wall_by_device
 from jftzoo.errors import JftzooError, UsageError
+from jftzoo.train.presets import recipe_of
 
 EXCLUDED = ("majority",)  # constant class priors: adds nothing to an average
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
@@ -100,10 +101,9 @@ def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_m
 
 def _labels(rows: dict[str, Any]) -> dict[str, str]:
     """Each configuration's row label; where two configurations share one (one head under two recipes), each
-    of them gets its hash, so members and left-out rows read apart."""
-    plain = {h: row_label(next(iter(b.values()))) for h, b in rows.items()}
-    counts = Counter(plain.values())
-    return {h: f"{label} [{h[:8]}]" if counts[label] > 1 else label for h, label in plain.items()}
+    of them gets its recipe's name or its hash, so members and left-out rows read apart."""
+    firsts = {h: next(iter(b.values())) for h, b in rows.items()}
+    return distinct_labels({h: (row_label(r), recipe_of(r)) for h, r in firsts.items()})
 
 
 def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, metric: str) -> EnsembleChoice | None:

@@ -7,12 +7,12 @@ here only."""
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jftzoo.bench.report import encoder_label
+from jftzoo.bench.report import distinct_labels, encoder_label
 
 UNIMODAL = {"text-only": "text", "image-only": "vision", "svm": None}
 
@@ -22,8 +22,9 @@ def _shown(r: dict[str, Any]) -> bool:
 
 
 def bar_colours(heads: Sequence[str]) -> list[str]:
-    """Grey for baselines and unimodal rows, blue for fusion heads; a head shown twice carries its hash."""
-    return ["#9a9a9a" if h.split(" [")[0] in UNIMODAL else "#3b6fb6" for h in heads]
+    """Grey for baselines and unimodal rows, blue for fusion heads; a head shown twice carries its recipe or
+    hash after a space."""
+    return ["#9a9a9a" if h.split(" ")[0] in UNIMODAL else "#3b6fb6" for h in heads]
 
 
 def panels(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
@@ -54,16 +55,20 @@ def bar_labels(cells: Sequence[dict[str, Any]]) -> list[str]:
 def panel_grid(rows: Sequence[dict[str, Any]], dataset: str, protocol: str | None, mode: str
                ) -> tuple[list[str], list[str], list[list[dict[str, Any] | None]]]:
     """(pair labels, head names, cells): a unimodal row fills every pair that holds its encoder. Two
-    configurations of one head (another recipe, another device) are two columns, told apart by their hash."""
+    configurations of one head (another recipe, another device) are two columns, told apart by their recipe's
+    name or their hash."""
     part = [r for r in rows if r["dataset"] == dataset and r.get("split") == protocol and _shown(r)
             and (r["mode"] == mode or r["fusion"] == "svm")]
     pairs = list(dict.fromkeys(_pair(r) for r in part if r["text"] and r["vision"]))
     if not pairs:  # only unimodal rows: one row per encoder
         pairs = list(dict.fromkeys(_pair(r) for r in part))
-    same = Counter((r["fusion"], _pair(r)) for r in part)
+    by_pair: dict[tuple[Any, Any], dict[str, tuple[str, str | None]]] = defaultdict(dict)
+    for r in part:
+        by_pair[_pair(r)][r.get("config_hash") or r["fusion"]] = (r["fusion"], r.get("recipe"))
+    labels = {pair: distinct_labels(configs) for pair, configs in by_pair.items()}
 
     def head(r: dict[str, Any]) -> str:
-        return f"{r['fusion']} [{(r.get('config_hash') or '')[:8]}]" if same[r["fusion"], _pair(r)] > 1 else r["fusion"]
+        return labels[_pair(r)][r.get("config_hash") or r["fusion"]]
 
     heads = list(dict.fromkeys(head(r) for r in part))
     cells: list[list[dict[str, Any] | None]] = [[None] * len(heads) for _ in pairs]

@@ -7,11 +7,13 @@ import csv
 import io
 import json
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from jftzoo.train.presets import recipe_of
 
 METRICS = ("auc", "accuracy", "f1_macro", "f1_weighted")
 ROW_KEYS = ("dataset", "text", "vision", "fusion", "mode", "weights")
@@ -70,6 +72,7 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
         row["text_weights"] = first.get("text_weights", row["weights"]) if row["text"] else None
         row["vision_weights"] = first.get("vision_weights", row["weights"]) if row["vision"] else None
         row["config_hash"] = chash if isinstance(chash, str) else None
+        row["recipe"] = recipe_of(first)
         row["jftzoo_version"] = first.get("jftzoo_version")
         row["outdated"] = first.get("jftzoo_version") != __version__
         row["groups"] = first.get("split", {}).get("groups", "none")
@@ -172,6 +175,22 @@ def encoder_label(name: str | None, weights: str | None) -> str:
     return f"{name} (random)" if weights == "random" else name
 
 
+def distinct_labels(labels: Mapping[str, tuple[str, str | None]]) -> dict[str, str]:
+    """Each configuration's label (config hash -> (label, its named recipe or None)), told apart where two
+    share one: by the recipe's name, then, where that is not enough, by the hash."""
+    counts = Counter(label for label, _ in labels.values())
+    named = {h: f"{label} ({recipe})" if counts[label] > 1 and recipe else label
+             for h, (label, recipe) in labels.items()}
+    counts = Counter(named.values())
+    return {h: f"{label} [{h[:8]}]" if counts[label] > 1 else label for h, label in named.items()}
+
+
+def config_label(row: dict[str, Any]) -> str:
+    """The table's config cell: the hash's first 8 characters, and the named recipe where the row has one."""
+    short = (row.get("config_hash") or "—")[:8]
+    return f"{short} ({row['recipe']})" if row.get("recipe") else short
+
+
 def fusion_label(row: dict[str, Any]) -> str:
     status = "" if row["status"] == "ok" else f" ({row['status']})"
     old = f" (jftzoo {row.get('jftzoo_version') or '0.1.0 or older'})" if row.get("outdated") else ""
@@ -201,7 +220,7 @@ def table_cells(row: dict[str, Any], best: dict[str, int], index: int, bold: Any
     """The cells of one table row, shared by the Markdown and terminal tables; `share`: the text-share column."""
     cells = [encoder_label(row["text"], row.get("text_weights")),
              encoder_label(row["vision"], row.get("vision_weights")), fusion_label(row), row["mode"],
-             (row.get("config_hash") or "—")[:8], splits_label(row)]
+             config_label(row), splits_label(row)]
     for m in TABLE_METRICS:
         text = fmt_stat(row, m)
         cells.append(bold(text) if best.get(m) == index and row.get(f"{m}_mean") is not None else text)
@@ -252,8 +271,8 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    fields = [*ROW_KEYS, "config_hash", "jftzoo_version", "outdated", "groups", "split", "n_splits", "n_seeds",
-              "nan_folds", *(f"{p}{m}_{s}" for p in ("", "val_") for m in METRICS
+    fields = [*ROW_KEYS, "config_hash", "recipe", "jftzoo_version", "outdated", "groups", "split", "n_splits",
+              "n_seeds", "nan_folds", *(f"{p}{m}_{s}" for p in ("", "val_") for m in METRICS
                              for s in ("mean", "std", "ci95_low", "ci95_high")), "wall_s", "samples_per_s", "status"]
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -147,7 +147,7 @@ class Tuning:
         those at TrainConfig's own defaults: a study run before a dataset default existed keeps its name when the
         option restores what it trained with (`--text-normalizer none`), and a new default names a new study."""
         from jftzoo.datasets.registry import train_defaults
-        from jftzoo.train.trainer import ADDED_LATER
+        from jftzoo.train.config import ADDED_LATER
 
         searched = {p.name for p in self.space}  # every trial sets these: a default under them changes nothing
         defaults = {k: v for k, v in train_defaults(self.config.data[0]).items() if k not in searched}

@@ -74,7 +74,7 @@ class FusionClassifier:
         **train: Any,
     ) -> None:
         from jftzoo.fusion.registry import apply_train_preset
-        from jftzoo.train.trainer import TrainConfig
+        from jftzoo.train.config import TrainConfig
 
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(train) - known)

@@ -7,6 +7,7 @@ override its fields. The values and what each costs are measured in docs/recipes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 MONITORS = ("loss", "accuracy", "f1_macro", "f1_weighted", "auc")  # what early stopping and "best epoch" read
@@ -42,3 +43,28 @@ def recipe_preset(name: str | None) -> dict[str, Any]:
         did = f" Did you mean {hint[0]!r}?" if hint else ""
         raise UsageError(f"unknown recipe {name!r}.{did} Known: {', '.join(RECIPES)}.")
     return dict(RECIPES[name])
+
+
+def has_recipe(train_config: Mapping[str, Any] | None, recipe: Mapping[str, Any]) -> bool:
+    """Whether a stored training configuration (a record's `train_config`, where an absent field was at
+    TrainConfig's default) holds every field of `recipe` other than its mode."""
+    from dataclasses import fields
+
+    from jftzoo.train.config import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    stored = train_config or {}
+    return all(stored.get(k, defaults.get(k)) == v for k, v in recipe.items() if k != "mode")
+
+
+def recipe_of(record: Mapping[str, Any]) -> str | None:
+    """The named recipe a fine-tuned record was trained with, so that one head under two recipes reads apart
+    by name rather than by hash: the recipe of the record's mode whose every field it holds (the one setting
+    most fields where several do). None for frozen records, ensembles and settings no recipe names. An option
+    given on top of a recipe, on a field the recipe leaves alone, is not seen: labels fall back to the hash
+    where two configurations would share a name (jftzoo.bench.report.distinct_labels)."""
+    if record.get("mode") in (None, "frozen") or record.get("members"):
+        return None
+    matches = [(len(recipe), name) for name, recipe in RECIPES.items()
+               if recipe.get("mode") == record["mode"] and has_recipe(record.get("train_config"), recipe)]
+    return max(matches)[1] if matches else None

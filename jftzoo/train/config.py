@@ -1,0 +1,82 @@
+"""The training configuration and its identity: which fields can change a result (and so enter a
+benchmark record's configuration hash) and which are speed or per-run settings.
+
+Torch-free, so the bench's reports, `results` and the recipe names read stored configurations without
+importing the trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from jftzoo.errors import UsageError
+
+# per-run fields, and speed options that leave every number bit for bit the same: never part of an identity
+RUNTIME_ONLY = ("seed", "workers", "image_cache")
+# Speed options a mode never reads: left out of its identity, so they do not rename its configurations.
+UNUSED_BY_MODE = {"frozen": ("bucketing", "prefix_cache", "prefix_dtype"),
+                  "joint": ("prefix_cache", "prefix_dtype", "frozen_backend"), "top-k": ("frozen_backend",)}
+SCHEDULERS = ("linear", "cosine", "exponential")
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "frozen"  # frozen | top-k | joint
+    top_k: int | tuple[int, int] = 2  # layer groups per encoder that train in top-k mode
+    min_epochs: int = 3  # never stop before this many epochs
+    max_epochs: int = 10
+    patience: int = 2  # epochs without validation improvement before stopping
+    batch_size: int = 16
+    grad_accum: int = 1  # optimizer step every this many batches
+    lr_encoder: float = 2e-5
+    lr_head: float = 1e-3
+    weight_decay: float = 0.01
+    scheduler: str = "linear"  # linear | cosine: warm-up, then decay per optimizer step; exponential: per epoch
+    lr_gamma: float = 0.9  # exponential: the learning rates' factor after each epoch
+    warmup_ratio: float = 0.1  # linear, cosine: linear warm-up over this share of steps, then the decay
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1  # of the training records, stratified, for early stopping
+    seed: int = 0
+    # -- speed (docs/speed.md) -----------------------------------------------------------------------------
+    workers: int | None = None  # DataLoader preprocessing processes; None: from the core count; 0: in-process
+    bucketing: bool = True  # text batches of similar length (shuffled within buckets), when encoders train
+    prefix_cache: bool = True  # top-k: run the frozen lower groups once per record, then only the top per step
+    prefix_dtype: str = "float32"  # storage of cached prefix outputs: float32 | float16 (half the memory)
+    image_cache: bool = False  # decode + resize each image once per machine (jftzoo.decoded), not once per epoch
+    frozen_backend: str = "pytorch"  # frozen passes: pytorch | openvino | auto (jftzoo.backends; vision on CPU)
+    # -- recipe (docs/recipes.md; jftzoo.train.recipe) -------------------------------------------------------
+    layer_decay: float | None = None  # encoder group i below the top trains at lr_encoder * layer_decay**i
+    label_smoothing: float = 0.0  # cross-entropy against (1 - s) one-hot + s uniform
+    class_weight: str = "none"  # none | balanced: loss weights n / (C * count) from the training labels
+    modality_dropout: float = 0.0  # share of training records with one modality (text or image) zeroed
+    augment: bool = False  # timm's training transform (random crop, flip, colour) on training images
+    ema: float | None = None  # validate and keep an exponential moving average of the weights (e.g. 0.999)
+    monitor: str = "loss"  # validation figure for early stopping and the best epoch: loss | accuracy | f1_macro |...
+    text_normalizer: str = "none"  # none | tweet (jftzoo.datasets.tweets), applied in fit and predict
+
+    def __post_init__(self) -> None:
+        check_scheduler(self.scheduler)
+
+
+# Recipe fields added in 0.3: at these values training is exactly what it was before them, so they
+# enter an identity only when set otherwise (earlier results keep their configuration hashes).
+ADDED_LATER = {"layer_decay": None, "label_smoothing": 0.0, "class_weight": "none", "modality_dropout": 0.0,
+               "augment": False, "ema": None, "monitor": "loss", "text_normalizer": "none",
+               "frozen_backend": "pytorch"}
+
+
+def config_identity(config: TrainConfig) -> dict[str, Any]:
+    """The fields of `config` that can change a result (hashed into benchmark records' keys)."""
+    skip = {*RUNTIME_ONLY, *UNUSED_BY_MODE.get(config.mode, ())}
+    identity = {k: v for k, v in asdict(config).items()
+                if k not in skip and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    if config.modality_dropout > 0:  # dropped rows once were zeroed; now the head's learned "missing" embedding
+        identity["absent_as"] = "missing-embedding"
+    return identity
+
+
+def check_scheduler(name: str) -> None:
+    """Fail on an unknown schedule before any model is built or trained."""
+    if name not in SCHEDULERS:
+        raise UsageError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
