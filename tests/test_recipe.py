@@ -8,7 +8,14 @@ import torch
 from test_fusion_training import make_model, subset
 
 from jftzoo.encoders.base import EncoderOutput
-from jftzoo.train.recipe import WeightAverage, class_weights, drop_modalities, encoder_param_groups, monitor_value
+from jftzoo.train.recipe import (
+    CheckpointSoup,
+    WeightAverage,
+    class_weights,
+    drop_modalities,
+    encoder_param_groups,
+    monitor_value,
+)
 from jftzoo.train.trainer import TrainConfig, config_identity, fit, make_scheduler, predict_proba
 
 
@@ -198,9 +205,52 @@ def test_monitor_picks_the_best_epoch_by_the_chosen_metric(monkeypatch):
         monitor_value("acuracy", 0.7, np.zeros((0, 3)), [], labels)
 
 
+def test_checkpoint_soup_keeps_the_best_n_and_averages_only_what_validation_accepts():
+    m = torch.nn.Linear(1, 1, bias=False)
+    soup = CheckpointSoup(3)
+
+    def score() -> tuple[float, float]:  # validation prefers a weight of 2
+        w = float(m.weight.detach())
+        return abs(w - 2.0), w
+
+    for epoch, w in enumerate((1.0, 3.0, 10.0, 5.0), start=1):
+        with torch.no_grad():
+            m.weight.fill_(w)
+        soup.offer(*score(), epoch, m)
+    assert [e for _, _, e, _ in soup.kept] == [1, 2, 4]  # epoch 3 (score 8) is not among the best 3
+    epochs, best, loss = soup.cook(m, score)
+    # from epoch 1: epoch 2 joins (mean 2.0, score 0), epoch 4 would raise it to 3.0 (score 1), so it stays out
+    assert epochs == [1, 2] and best == 0.0 and float(m.weight) == pytest.approx(2.0) and loss == pytest.approx(2.0)
+
+
+def test_average_top_keeps_the_greedy_soup_of_the_best_epochs(monkeypatch):
+    recs, labels = subset()
+    seen = _spy_validation(monkeypatch)
+    model = make_model("concat")
+    cfg = TrainConfig(mode="frozen", min_epochs=4, max_epochs=4, batch_size=4, lr_head=5e-3, average_top=3)
+    result = fit(model, list(recs[::2]), labels, cfg, validation=list(recs[1::2]))
+    losses = [h["val_loss"] for h in result.history]
+    assert result.averaged_epochs[0] == result.best_epoch == int(np.argmin(losses)) + 1
+    assert len(seen) == 4 + 2  # each epoch, then each of the two next-best checkpoints tried in the soup
+    assert set(result.averaged_epochs) <= set(np.argsort(losses)[:3] + 1)
+    final = model.head.state_dict()
+    for k, v in final.items():  # the uniform average of the validated weights of the epochs kept
+        if v.is_floating_point():
+            mean = torch.stack([seen[e - 1][0][k] for e in result.averaged_epochs]).mean(0)
+            torch.testing.assert_close(v, mean)
+    assert result.best_val_loss <= min(losses) and result.best_score == result.best_val_loss
+    from jftzoo.train.trainer import _validate
+
+    index = {label: i for i, label in enumerate(labels)}
+    assert _validate(model, list(recs[1::2]), index, 4, None)[0] == pytest.approx(result.best_val_loss)
+
+
 def test_recipe_fields_at_their_defaults_leave_identities_unchanged():
     ident = config_identity(TrainConfig(mode="joint"))
-    assert "label_smoothing" not in ident and "ema" not in ident
+    assert "label_smoothing" not in ident and "ema" not in ident and "average_top" not in ident
+    assert config_identity(TrainConfig(mode="joint", average_top=3))["average_top"] == 3
+    with pytest.raises(Exception, match="average_top must be at least 1"):
+        TrainConfig(average_top=0)
     assert config_identity(TrainConfig(mode="joint", label_smoothing=0.1))["label_smoothing"] == 0.1
 
 
@@ -273,6 +323,7 @@ def test_recipe_options_reach_the_records_of_bench_and_the_model_of_train(tmp_pa
     monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp_path / "cache"))
     res = CliRunner().invoke(cli, ["bench", "--fusion", "concat", "--limit", "36", "--folds", "2", "--epochs", "1",
                                    "--recipe", "fast", "--mode", "frozen", "--label-smoothing", "0.05",
+                                   "--average-top", "2",
                                    "--out", str(tmp_path / "b"), "--json"])
     assert res.exit_code == 0, res.output
     records = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
@@ -282,6 +333,7 @@ def test_recipe_options_reach_the_records_of_bench_and_the_model_of_train(tmp_pa
     assert tc["label_smoothing"] == 0.05  # the option beats the recipe's 0.1
     assert tc["monitor"] == RECIPES["fast"]["monitor"] and tc["scheduler"] == "cosine"  # the rest of the recipe
     assert tc["max_epochs"] == 1  # --epochs beats the recipe's 8
+    assert tc["average_top"] == 2 and "averaged_epochs" not in concat[0]  # one epoch: nothing to average
 
     out = tmp_path / "m"
     res = CliRunner().invoke(cli, ["train", "--fusion", "concat", "--mode", "frozen", "--recipe", "best",
@@ -291,6 +343,8 @@ def test_recipe_options_reach_the_records_of_bench_and_the_model_of_train(tmp_pa
     assert saved["layer_decay"] == RECIPES["best"]["layer_decay"] and saved["text_normalizer"] == "tweet"
     bad = CliRunner().invoke(cli, ["train", "--recipe", "bset", "--out", str(out)])
     assert bad.exit_code == 2 and "best" in bad.output
+    bad = CliRunner().invoke(cli, ["train", "--average-top", "0", "--out", str(out)])
+    assert bad.exit_code == 2 and "--average-top" in bad.output
 
 
 def test_every_monitor_reads_a_metric_that_evaluate_reports():

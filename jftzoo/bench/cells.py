@@ -256,7 +256,8 @@ def run_task(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
             probs = prefix_proba(model, result.prefix, "score", batch, on_batch=read_gates)
         else:
             probs = predict_proba(model, test, batch, shared, text_normalizer=tc.text_normalizer, on_batch=read_gates)
-        extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history}
+        extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
+                 **({"averaged_epochs": result.averaged_epochs} if result.averaged_epochs else {})}
         if gates:  # mean gate weights (text, image) over the test records: how much each modality counted
             extra["gate_weights_test_mean"] = [float(x) for x in torch.cat(gates).mean(0)]
         if config.explain:

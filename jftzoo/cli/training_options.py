@@ -43,7 +43,7 @@ def speed_options(command: Any) -> Any:
 
 
 RECIPE_FIELDS = ("recipe", "scheduler", "warmup_ratio", "layer_decay", "label_smoothing", "class_weight",
-                 "modality_dropout", "augment", "ema", "monitor", "patience", "text_normalizer")
+                 "modality_dropout", "augment", "ema", "monitor", "patience", "text_normalizer", "average_top")
 
 
 def recipe_options(command: Any) -> Any:
@@ -83,6 +83,9 @@ def recipe_options(command: Any) -> Any:
         click.option("--text-normalizer", type=click.Choice(["none", "tweet"]),
                      help="tweet: URLs, @mentions, hashtags, emoji and HTML entities made readable. [none; "
                           "tweet for the MVSA datasets]"),
+        click.option("--average-top", type=click.IntRange(min=1),
+                     help="Keep the greedy soup of the N best epochs' weights (averaged where validation "
+                          "does not drop; AutoGluon's default is 3). [1: the best epoch]"),
     )):
         wrapper = option(wrapper)
     return wrapper

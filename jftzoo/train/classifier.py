@@ -131,6 +131,7 @@ class FusionClassifier:
                      accelerator=accelerator, features=features)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
+        self.averaged_epochs_ = result.averaged_epochs  # average_top > 1: the epochs in the soup
         return self
 
     def predict_proba(self, X: Any, batch_size: int = 32, features: Any = None) -> np.ndarray:

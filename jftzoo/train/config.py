@@ -54,16 +54,19 @@ class TrainConfig:
     ema: float | None = None  # validate and keep an exponential moving average of the weights (e.g. 0.999)
     monitor: str = "loss"  # validation figure for early stopping and the best epoch: loss | accuracy | f1_macro |...
     text_normalizer: str = "none"  # none | tweet (jftzoo.datasets.tweets), applied in fit and predict
+    average_top: int = 1  # keep the greedy soup of this many best epochs' weights (recipe.CheckpointSoup); 1: the best
 
     def __post_init__(self) -> None:
         check_scheduler(self.scheduler)
+        if self.average_top < 1:
+            raise UsageError(f"average_top must be at least 1 (1: keep the best epoch), got {self.average_top}")
 
 
 # Recipe fields added in 0.3: at these values training is exactly what it was before them, so they
 # enter an identity only when set otherwise (earlier results keep their configuration hashes).
 ADDED_LATER = {"layer_decay": None, "label_smoothing": 0.0, "class_weight": "none", "modality_dropout": 0.0,
                "augment": False, "ema": None, "monitor": "loss", "text_normalizer": "none",
-               "frozen_backend": "pytorch"}
+               "frozen_backend": "pytorch", "average_top": 1}
 
 
 def config_identity(config: TrainConfig) -> dict[str, Any]:

@@ -8,7 +8,7 @@ trainer's loop stays a loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,3 +122,45 @@ class WeightAverage:
                     tmp = live.clone()
                     live.copy_(avg)
                     avg.copy_(tmp)
+
+
+class CheckpointSoup:
+    """The `size` best epochs' weights by validation score, cooked at the end into a greedy soup (Wortsman et
+    al., "Model soups", 2022; AutoGluon MultiModal's default `top_k=3, top_k_average_method=greedy_soup`):
+    from the best checkpoint, each next-best one joins the uniform average only where validation does not get
+    worse. Averaging nearby fine-tuned weights often generalises better than any one of them, at no extra
+    training; validation alone decides, so test data never enters the choice."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        # (score, validation loss, epoch, CPU weights), best first
+        self.kept: list[tuple[float, float, int, dict[str, torch.Tensor]]] = []
+
+    def offer(self, score: float, loss: float, epoch: int, module: torch.nn.Module) -> None:
+        """Keep this epoch's weights (validated at `score`, as minimised, and `loss`) if they are among the
+        best `size` so far."""
+        if len(self.kept) == self.size and score >= self.kept[-1][0]:
+            return
+        state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        self.kept = sorted([*self.kept, (score, loss, epoch, state)], key=lambda x: (x[0], x[2]))[:self.size]
+
+    def cook(self, module: torch.nn.Module, validate: Callable[[], tuple[float, float]]
+             ) -> tuple[list[int], float, float]:
+        """Load the greedy soup into `module` and return its epochs, score and validation loss; `validate`
+        scores the module's current weights as (score, loss)."""
+        score, loss, epoch, state = self.kept[0]
+        chosen, states = [epoch], [state]
+        for _, _, epoch, state in self.kept[1:]:
+            module.load_state_dict(_uniform_average([*states, state]))
+            trial, trial_loss = validate()
+            if trial <= score:
+                chosen, states, score, loss = [*chosen, epoch], [*states, state], trial, trial_loss
+        module.load_state_dict(_uniform_average(states))
+        return chosen, score, loss
+
+
+def _uniform_average(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of floating-point tensors; other entries (e.g. BatchNorm's step counters) are
+    the first state's."""
+    return {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+            for k, v in states[0].items()}

@@ -36,6 +36,7 @@ from jftzoo.train.model import FusionModel
 from jftzoo.train.pipeline import default_workers, plan_batches, preprocessed
 from jftzoo.train.prefix import PrefixInputs, PrefixStore, prefix_unavailable
 from jftzoo.train.recipe import (
+    CheckpointSoup,
     WeightAverage,
     check_monitor,
     class_weights,
@@ -71,6 +72,9 @@ class TrainResult:
     val_ids: list[str] = field(default_factory=list)
     monitor: str = "loss"
     best_score: float = float("inf")  # the monitored figure at the best epoch, as minimised (-metric)
+    # average_top > 1: the epochs whose weights were averaged into the model kept (the best first); then
+    # best_score and best_val_loss are the average's
+    averaged_epochs: list[int] = field(default_factory=list)
     # top-k with the prefix cache: the cached parts ("train", "val", and "score" when fit was given records
     # to score), so predictions after training run only the top groups (`prefix_proba`); None otherwise
     prefix: Any = None
@@ -338,6 +342,7 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
     average = WeightAverage(kept, config.ema) if config.ema is not None else None
+    soup = CheckpointSoup(config.average_top) if config.average_top > 1 else None
     loss_weight = class_weights([index[r.label] for r in train], len(labels), config.class_weight)
     loss_weight = loss_weight.to(device) if loss_weight is not None else None
     # Modality dropout: its own generator (other random draws stay put); the forwards apply it in training only.
@@ -408,10 +413,23 @@ def fit(
                 best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
             else:
                 stale += 1
+            if soup is not None:
+                soup.offer(score, val_loss, epoch + 1, kept)
             if average is not None:
                 average.swap()  # training goes on from the live weights
             if epoch + 1 >= config.min_epochs and stale >= config.patience:
                 break
+        if soup is not None and len(soup.kept) > 1:
+            def rescore() -> tuple[float, float]:
+                loss, probs, y = _validate(model, val, index, config.batch_size, features, workers, prefix)
+                return monitor_value(config.monitor, loss, probs, y, labels), loss
+
+            result.averaged_epochs, result.best_score, result.best_val_loss = soup.cook(kept, rescore)
+            best_state = None  # the soup is in place
+            if progress:
+                epochs = ", ".join(map(str, result.averaged_epochs))
+                progress({"event": "note", "message": f"kept the average of epochs {epochs} (greedy soup of the best "
+                          f"{config.average_top})"})
     if best_state is not None:
         kept.load_state_dict(best_state)
     model.eval()
