@@ -64,6 +64,7 @@ def test_param_parsing_names_what_is_wrong():
     assert parse_param("lr_head=1e-4:3e-3:log") == Param("lr_head", 1e-4, 3e-3, log=True)
     assert parse_param("fusion=concat,gated").choices == ("concat", "gated")
     assert parse_param("max_epochs=2:6").integer
+    assert parse_param("average_top=1:3").integer and parse_param("average-top=1,3").choices == (1, 3)
     with pytest.raises(UsageError, match="lr_head"):
         parse_param("lr_haed=1:2")
     with pytest.raises(UsageError, match="LOW < HIGH"):

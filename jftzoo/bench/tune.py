@@ -48,10 +48,11 @@ class Param:
         return f"{self.low}:{self.high}" + (":log" if self.log else "")
 
 
-INTEGER = {"max_epochs", "top_k"}
+INTEGER = {"max_epochs", "top_k", "average_top"}
 # Fields a trial may set: TrainConfig recipe fields, plus the head and k, which name the bench cell.
 TUNABLE = ("lr_encoder", "lr_head", "layer_decay", "label_smoothing", "modality_dropout", "weight_decay",
-           "warmup_ratio", "max_epochs", "fusion", "top_k", "scheduler", "class_weight", "ema", "text_normalizer")
+           "warmup_ratio", "max_epochs", "fusion", "top_k", "scheduler", "class_weight", "ema", "text_normalizer",
+           "average_top")
 
 
 def parse_param(text: str) -> Param:
