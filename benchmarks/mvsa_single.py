@@ -80,16 +80,15 @@ def row_name(record: dict[str, Any]) -> str:
 
 def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
     """The table's prose in its own names: an ensemble member the library tells apart by its recipe ("joint
-    concat (automm)") or, where no recipe names it, by its hash ("joint concat [db84fa15]") reads as the
-    table's rows do ("joint concat (`--recipe automm`)", "joint attention-paper (the paper's recipe)")."""
+    concat (automm)") or, where no recipe names it, by its hash ("frozen concat [ba08e915]") reads as the
+    table's rows do ("joint concat (`--recipe automm`)", "frozen concat (average_top=3)")."""
     from jftzoo.train.presets import RECIPES
 
     names = "|".join(re.escape(n) for n in RECIPES)
     line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})\)", r"\1 (`--recipe \2`)", line)
     for config, records in by_hash.items():
-        recipe = recipe_name(records[0])
-        if recipe and f"[{config[:8]}]" in line:
-            line = line.replace(f"[{config[:8]}]", f"({recipe})")
+        if f"[{config[:8]}]" in line:
+            line = line.replace(f"[{config[:8]}]", f"({recipe_name(records[0]) or setting(records[0])})")
     return line
 
 

@@ -176,10 +176,12 @@ def test_an_ensemble_members_hash_tag_reads_as_its_recipe_in_the_tables_prose():
     expected = {(mode, fusion, name): recipe for mode, fusion, name, recipe in table.expected_rows()}
     automm = expected[("joint", "concat", "`--recipe automm`")]
     by_hash = {"db84fa151968736e": [{"mode": "joint", "fusion": "concat", "train_config": {"mode": "joint", **automm}}],
-               "0123456789abcdef": [{"mode": "joint", "fusion": "concat", "train_config": {"lr_encoder": 2e-5}}]}
+               "0123456789abcdef": [{"mode": "joint", "fusion": "concat",
+                                     "train_config": {"lr_encoder": 1e-5, "max_epochs": 10}}]}
     line = "picks joint concat [db84fa15] + joint concat [01234567] + top-k concat"
-    assert table.readable(line, by_hash) == ("picks joint concat (`--recipe automm`) + joint concat [01234567] + "
-                                             "top-k concat")
+    # a named recipe by its name; a setting no recipe names by what differs from the defaults
+    assert table.readable(line, by_hash) == ("picks joint concat (`--recipe automm`) + joint concat (epochs<=10, "
+                                             "lr_encoder=1e-05) + top-k concat")
     # the library's own recipe tag reads as the table's rows do; the paper's head keeps its name
     assert table.readable("joint text-only (best) + top-k concat (fast) + joint attention-paper", {}) == \
         "joint text-only (`--recipe best`) + top-k concat (`--recipe fast`) + joint attention-paper"
