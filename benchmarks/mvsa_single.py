@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from dataclasses import fields
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jftzoo.bench.report import device_label  # where a record ran: CPU or the GPU's model
+from jftzoo.train.config import field_defaults  # what a record's absent train-config field was
 from jftzoo.train.presets import has_recipe  # a record trained with every field of a recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,15 +51,6 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
             ("joint", "image-only", "`--recipe best`", best),
             ("joint", "attention-paper", "the paper's recipe", fields_of(PAPER_RECIPE)),
             ("joint", "concat", "`--recipe automm`", fields_of(RECIPES["automm"]))]
-
-
-@cache
-def train_defaults() -> dict[str, Any]:
-    """TrainConfig's field defaults: what a record's absent train-config field was (trainer.ADDED_LATER keeps
-    defaults out of identities)."""
-    from jftzoo.train.config import TrainConfig
-
-    return {f.name: f.default for f in fields(TrainConfig)}
 
 
 def recipe_name(record: dict[str, Any]) -> str | None:
@@ -116,7 +106,7 @@ def setting(record: dict[str, Any]) -> str:
         sel = record["selection"]
         return (f"picked on validation: best mean val {sel['metric']} of {sel['subsets']} subsets of up to "
                 f"{sel['max_members']} of {sel['candidates']} rows")
-    defaults = train_defaults()
+    defaults = field_defaults()
     tc = record.get("train_config", {})
     skip = {"mode", "seed", "head", "min_epochs", "max_epochs"}
     diff = [f"{k}={v}" for k, v in sorted(tc.items()) if k not in skip and k in defaults and v != defaults[k]]

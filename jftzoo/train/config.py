@@ -7,7 +7,8 @@ importing the trainer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from functools import cache
 from typing import Any
 
 from jftzoo.errors import UsageError
@@ -83,3 +84,10 @@ def check_scheduler(name: str) -> None:
     """Fail on an unknown schedule before any model is built or trained."""
     if name not in SCHEDULERS:
         raise UsageError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
+
+
+@cache
+def field_defaults() -> dict[str, Any]:
+    """Every TrainConfig field's default: what a stored configuration's absent field was (config_identity
+    leaves ADDED_LATER fields at their defaults out)."""
+    return {f.name: f.default for f in fields(TrainConfig)}

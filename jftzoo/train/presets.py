@@ -8,7 +8,6 @@ override its fields. The values and what each costs are measured in docs/recipes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 MONITORS = ("loss", "accuracy", "f1_macro", "f1_weighted", "auc")  # what early stopping and "best epoch" read
@@ -50,17 +49,10 @@ def recipe_preset(name: str | None) -> dict[str, Any]:
 def has_recipe(train_config: Mapping[str, Any] | None, recipe: Mapping[str, Any]) -> bool:
     """Whether a stored training configuration (a record's `train_config`, where an absent field was at
     TrainConfig's default) holds every field of `recipe` other than its mode."""
-    defaults, stored = _defaults(), train_config or {}
+    from jftzoo.train.config import field_defaults
+
+    defaults, stored = field_defaults(), train_config or {}
     return all(stored.get(k, defaults.get(k)) == v for k, v in recipe.items() if k != "mode")
-
-
-@cache
-def _defaults() -> dict[str, Any]:
-    from dataclasses import fields
-
-    from jftzoo.train.config import TrainConfig
-
-    return {f.name: f.default for f in fields(TrainConfig)}
 
 
 def recipe_of(record: Mapping[str, Any]) -> str | None:
