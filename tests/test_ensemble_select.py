@@ -133,6 +133,12 @@ def test_two_configurations_of_one_head_under_named_recipes_are_told_apart_by_th
     folder = _store(tmp_path, dict(ROWS, C=("top-k", "concat")), seeds={"C": [0]}, configs={"A": fast, "C": demo})
     [choice] = select_ensembles(ResultStore(folder).records(), folder)
     assert choice.members == ["frozen svm", "top-k concat (fast)"] and choice.left_out == ["top-k concat (demo)"]
+    # no recipe names them: the field they differ in does
+    folder = _store(tmp_path / "b", dict(ROWS, C=("top-k", "concat")), seeds={"C": [0]},
+                    configs={"A": {"lr_encoder": 1e-4}, "C": {"lr_encoder": 3e-4}})
+    [choice] = select_ensembles(ResultStore(folder).records(), folder)
+    assert "top-k concat (lr_encoder=0.0001)" in choice.members
+    assert choice.left_out == ["top-k concat (lr_encoder=0.0003)"]
 
 
 def test_a_store_without_shared_splits_says_there_is_nothing_to_pick(tmp_path: Path):

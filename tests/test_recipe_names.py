@@ -54,14 +54,29 @@ def test_where_several_recipes_match_the_one_setting_most_fields_names_the_recor
 
 
 def test_labels_are_told_apart_by_recipe_then_by_hash():
-    labels = distinct_labels({"aaaaaaaa11": ("joint concat", "best"), "bbbbbbbb22": ("joint concat", "automm"),
-                              "cccccccc33": ("joint text-only", "best")})
+    labels = distinct_labels({"aaaaaaaa11": ("joint concat", "best", None),
+                              "bbbbbbbb22": ("joint concat", "automm", None),
+                              "cccccccc33": ("joint text-only", "best", None)})
     assert labels == {"aaaaaaaa11": "joint concat (best)", "bbbbbbbb22": "joint concat (automm)",
                       "cccccccc33": "joint text-only"}  # alone under its label: no tag at all
-    same = distinct_labels({"aaaaaaaa11": ("joint concat", "best"), "bbbbbbbb22": ("joint concat", "best"),
-                            "cccccccc33": ("joint concat", None)})
+    same = distinct_labels({"aaaaaaaa11": ("joint concat", "best", None), "bbbbbbbb22": ("joint concat", "best", None),
+                            "cccccccc33": ("joint concat", None, None)})
     assert same == {"aaaaaaaa11": "joint concat (best) [aaaaaaaa]", "bbbbbbbb22": "joint concat (best) [bbbbbbbb]",
                     "cccccccc33": "joint concat"}
+
+
+def test_configurations_no_recipe_tells_apart_read_apart_by_the_fields_they_differ_in():
+    plain, averaged = _stored("best", mode="frozen"), _stored("best", mode="frozen", average_top=3)
+    assert "average_top" not in plain  # at its default: absent from the stored config, read as 1
+    labels = distinct_labels({"aaaaaaaa11": ("frozen concat", None, plain),
+                              "bbbbbbbb22": ("frozen concat", None, averaged)})
+    assert labels == {"aaaaaaaa11": "frozen concat (average_top=1)", "bbbbbbbb22": "frozen concat (average_top=3)"}
+    # more than two fields apart: the hash (a long list reads worse); a config unknown: the hash too
+    far = _stored("automm", mode="frozen")
+    assert distinct_labels({"aaaaaaaa11": ("frozen concat", None, plain), "cccccccc33": ("frozen concat", None, far)}
+                           ) == {"aaaaaaaa11": "frozen concat [aaaaaaaa]", "cccccccc33": "frozen concat [cccccccc]"}
+    assert distinct_labels({"aaaaaaaa11": ("frozen concat", None, plain), "dddddddd44": ("frozen concat", None, None)}
+                           )["aaaaaaaa11"] == "frozen concat [aaaaaaaa]"
 
 
 def test_summary_rows_table_csv_and_chart_name_the_recipe():
@@ -76,6 +91,10 @@ def test_summary_rows_table_csv_and_chart_name_the_recipe():
     rows = [{**r, "split": "8:1:1", "auc_mean": 0.8} for r in rows]
     _, heads, _ = panel_grid(rows, "d", "8:1:1", "joint")
     assert heads == ["concat (best)", "concat (automm)"]
+    frozen = summarize([_record(None, mode="frozen", config="aaaaaaaa1111"),
+                        _record(None, mode="frozen", config="bbbbbbbb2222", average_top=3)])
+    _, heads, _ = panel_grid([{**r, "split": "8:1:1", "auc_mean": 0.8} for r in frozen], "d", "8:1:1", "frozen")
+    assert heads == ["concat (average_top=1)", "concat (average_top=3)"]
 
 
 def test_the_configuration_and_recipe_names_import_without_torch():

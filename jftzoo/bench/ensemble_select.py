@@ -103,7 +103,7 @@ def _labels(rows: dict[str, Any]) -> dict[str, str]:
     """Each configuration's row label; where two configurations share one (one head under two recipes), each
     of them gets its recipe's name or its hash, so members and left-out rows read apart."""
     firsts = {h: next(iter(b.values())) for h, b in rows.items()}
-    return distinct_labels({h: (row_label(r), recipe_of(r)) for h, r in firsts.items()})
+    return distinct_labels({h: (row_label(r), recipe_of(r), r.get("train_config")) for h, r in firsts.items()})
 
 
 def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, metric: str) -> EnsembleChoice | None:

@@ -62,9 +62,9 @@ def panel_grid(rows: Sequence[dict[str, Any]], dataset: str, protocol: str | Non
     pairs = list(dict.fromkeys(_pair(r) for r in part if r["text"] and r["vision"]))
     if not pairs:  # only unimodal rows: one row per encoder
         pairs = list(dict.fromkeys(_pair(r) for r in part))
-    by_pair: dict[tuple[Any, Any], dict[str, tuple[str, str | None]]] = defaultdict(dict)
+    by_pair: dict[tuple[Any, Any], dict[str, tuple[str, str | None, Any]]] = defaultdict(dict)
     for r in part:
-        by_pair[_pair(r)][r.get("config_hash") or r["fusion"]] = (r["fusion"], r.get("recipe"))
+        by_pair[_pair(r)][r.get("config_hash") or r["fusion"]] = (r["fusion"], r.get("recipe"), r.get("train_config"))
     labels = {pair: distinct_labels(configs) for pair, configs in by_pair.items()}
 
     def head(r: dict[str, Any]) -> str:

@@ -73,6 +73,7 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
         row["vision_weights"] = first.get("vision_weights", row["weights"]) if row["vision"] else None
         row["config_hash"] = chash if isinstance(chash, str) else None
         row["recipe"] = recipe_of(first)
+        row["train_config"] = first.get("train_config")  # one configuration: the same for every record
         row["jftzoo_version"] = first.get("jftzoo_version")
         row["outdated"] = first.get("jftzoo_version") != __version__
         row["groups"] = first.get("split", {}).get("groups", "none")
@@ -175,14 +176,39 @@ def encoder_label(name: str | None, weights: str | None) -> str:
     return f"{name} (random)" if weights == "random" else name
 
 
-def distinct_labels(labels: Mapping[str, tuple[str, str | None]]) -> dict[str, str]:
-    """Each configuration's label (config hash -> (label, its named recipe or None)), told apart where two
-    share one: by the recipe's name, then, where that is not enough, by the hash."""
-    counts = Counter(label for label, _ in labels.values())
+def distinct_labels(labels: Mapping[str, tuple[str, str | None, Mapping[str, Any] | None]]) -> dict[str, str]:
+    """Each configuration's label (config hash -> (label, its named recipe or None, its stored train config or
+    None)), told apart where two share one: by the recipe's name, then by the training fields in which they
+    differ (at most two, e.g. `concat (average_top=3)`), then, where that is not enough, by the hash."""
+    counts = Counter(label for label, _, _ in labels.values())
     named = {h: f"{label} ({recipe})" if counts[label] > 1 and recipe else label
-             for h, (label, recipe) in labels.items()}
+             for h, (label, recipe, _) in labels.items()}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for h, label in named.items():
+        groups[label].append(h)
+    for label, hashes in groups.items():
+        configs = [labels[h][2] for h in hashes]
+        if len(hashes) > 1 and all(c is not None for c in configs):
+            fields = _differing_fields(configs)
+            for h, config in zip(hashes, configs, strict=True):
+                if fields:
+                    named[h] = f"{label} ({', '.join(f'{k}={_field(config, k)}' for k in fields)})"
     counts = Counter(named.values())
     return {h: f"{label} [{h[:8]}]" if counts[label] > 1 else label for h, label in named.items()}
+
+
+def _field(config: Mapping[str, Any], name: str) -> Any:
+    from jftzoo.train.config import field_defaults
+
+    return config.get(name, field_defaults().get(name))
+
+
+def _differing_fields(configs: Sequence[Mapping[str, Any]], most: int = 2) -> list[str]:
+    """The training fields (at most `most`, by name) whose values differ among `configs`; none when more
+    differ, since a long list reads worse than a hash."""
+    names = sorted({k for c in configs for k in c} - {"head", "seed"})
+    differ = [k for k in names if len({repr(_field(c, k)) for c in configs}) > 1]
+    return differ if len(differ) <= most else []
 
 
 def config_label(row: dict[str, Any]) -> str:
