@@ -192,6 +192,19 @@ def test_ema_validates_and_keeps_the_averaged_weights(monkeypatch):
     assert all(torch.equal(final[k], validated[k]) for k in final)  # and the average is what is kept
 
 
+def test_a_soup_of_one_checkpoint_keeps_the_validated_weights(monkeypatch):
+    """One epoch under --average-top: its one checkpoint (here the EMA weights validation saw, not the live
+    ones) is what is kept."""
+    recs, labels = subset()
+    seen = _spy_validation(monkeypatch)
+    model = make_model("concat")
+    cfg = TrainConfig(mode="frozen", min_epochs=1, max_epochs=1, batch_size=4, lr_head=1e-2, ema=0.5, average_top=3)
+    result = fit(model, list(recs[::2]), labels, cfg, validation=list(recs[1::2]))
+    (validated, _), = seen
+    final = model.head.state_dict()
+    assert result.averaged_epochs == [] and all(torch.equal(final[k], validated[k]) for k in final)
+
+
 def test_monitor_picks_the_best_epoch_by_the_chosen_metric(monkeypatch):
     recs, labels = subset()
     seen = _spy_validation(monkeypatch)

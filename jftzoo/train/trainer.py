@@ -410,7 +410,8 @@ def fit(
                 progress({"event": "epoch", **result.history[-1], **lrs})
             if score < result.best_score:
                 result.best_score, result.best_val_loss, result.best_epoch, stale = score, val_loss, epoch + 1, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
+                if soup is None:  # with a soup, the best epoch's weights are its first checkpoint
+                    best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
             else:
                 stale += 1
             if soup is not None:
@@ -419,13 +420,14 @@ def fit(
                 average.swap()  # training goes on from the live weights
             if epoch + 1 >= config.min_epochs and stale >= config.patience:
                 break
-        if soup is not None and len(soup.kept) > 1:
+        if soup is not None and len(soup.kept) == 1 and result.best_epoch > 0:
+            best_state = soup.kept[0][3]
+        elif soup is not None and len(soup.kept) > 1:
             def rescore() -> tuple[float, float]:
                 loss, probs, y = _validate(model, val, index, config.batch_size, features, workers, prefix)
                 return monitor_value(config.monitor, loss, probs, y, labels), loss
 
-            result.averaged_epochs, result.best_score, result.best_val_loss = soup.cook(kept, rescore)
-            best_state = None  # the soup is in place
+            result.averaged_epochs, result.best_score, result.best_val_loss = soup.cook(kept, rescore)  # in place
             if progress:
                 epochs = ", ".join(map(str, result.averaged_epochs))
                 progress({"event": "note", "message": f"kept the average of epochs {epochs} (greedy soup of the best "
