@@ -16,6 +16,7 @@ from jftzoo.cli import cli
 from jftzoo.datasets import load_dataset, official_split, ratio_split, read_split, stratified_kfold, write_split
 from jftzoo.datasets.groups import crossing_groups, duplicate_groups, groups_for, normalize_text
 from jftzoo.errors import JftzooError
+from jftzoo.train.metrics import SCORES
 
 
 # -- near-duplicate groups -----------------------------------------------------------------------------------
@@ -186,8 +187,28 @@ def test_fast_metrics_for_resampling_equal_evaluate():
         probs = rng.dirichlet(np.ones(n_classes), 50)
         probs[:5] = probs[5:10]  # ties
         reference = evaluate(y, probs, [str(i) for i in range(n_classes)])
-        for metric in ("accuracy", "f1_macro", "f1_weighted", "auc"):
+        for metric in SCORES:
             assert metric_value(metric, y, probs, n_classes) == pytest.approx(reference[metric], abs=1e-12), metric
+
+
+def test_every_scalar_figure_evaluate_returns_is_offered_by_every_metric_option_and_summary():
+    """One list (metrics.SCORES) names the figures: a figure evaluate gains, or one dropped from the list, fails
+    here rather than going missing from a summary, a comparison or a selection."""
+    from jftzoo.bench.report import summarize
+    from jftzoo.train.metrics import evaluate
+    from jftzoo.train.presets import MONITORS
+
+    figures = evaluate([0, 1, 1], np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]), ["a", "b"])
+    assert {k for k, v in figures.items() if isinstance(v, float)} == set(SCORES)
+    assert ("loss", *SCORES) == MONITORS
+    runner = CliRunner()
+    for command in (["results", "compare", "--help"], ["tune", "--help"]):
+        help_text = runner.invoke(cli, command, terminal_width=200).output
+        assert all(m in help_text for m in SCORES), command
+    record = {"dataset": "d", "text": "t", "vision": "v", "fusion": "concat", "mode": "frozen", "weights": "pretrained",
+              "config_hash": "h", "seed": 0, "metrics": figures, "val_metrics": figures, "status": "ok"}
+    row = summarize([record])[0]
+    assert all(f"{m}_mean" in row and f"val_{m}_mean" in row for m in SCORES)
 
 
 def test_nan_folds_are_counted_in_the_summary_not_hidden():

@@ -17,8 +17,8 @@ from typing import Any
 
 from jftzoo.bench.predictions import Predictions, read_predictions
 from jftzoo.errors import JftzooError, UsageError
+from jftzoo.train.metrics import SCORES
 
-METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
 PARTS = ("test", "val")  # which stored predictions a comparison pairs
 
 
@@ -186,8 +186,8 @@ def paired_compare(results_dir: Path, row_a: dict[str, Any], row_b: dict[str, An
                    resamples: int = 1000, seed: int = 0, part: str = "test") -> Comparison:
     import numpy as np
 
-    if metric not in METRICS:
-        raise UsageError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
+    if metric not in SCORES:
+        raise UsageError(f"--metric {metric!r}: expected one of {', '.join(SCORES)}")
     if part not in PARTS:
         raise UsageError(f"--part {part!r}: expected one of {', '.join(PARTS)}")
     pairs = _pairs(Path(results_dir), records_a, records_b, part)

@@ -26,10 +26,10 @@ from jftzoo.bench.compare import metric_value, split_unit
 from jftzoo.bench.predictions import Predictions, read_parts
 from jftzoo.bench.report import distinct_labels, wall_by_device
 from jftzoo.errors import JftzooError, UsageError
+from jftzoo.train.metrics import SCORES
 from jftzoo.train.presets import recipe_of
 
 EXCLUDED = ("majority",)  # constant class priors: adds nothing to an average
-METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
 MAX_SUBSETS = 200_000  # exhaustive: ~0.2 ms a subset and split (MVSA, 452 records), so minutes at most
 
 Unit = tuple[Any, Any, Any]  # (split digest, fold, seed): one scored split (compare.split_unit)
@@ -74,8 +74,8 @@ def select_ensembles(records: Sequence[dict[str, Any]], results_dir: Path, max_m
     the candidates (e.g. `("frozen",)`: what ensembling alone gives, to set beside a mix with fine-tuned rows)."""
     if max_members < 1:
         raise JftzooError(f"--select-ensemble takes at least 1 member, got {max_members}")
-    if metric not in METRICS:
-        raise JftzooError(f"unknown selection metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric not in SCORES:
+        raise JftzooError(f"unknown selection metric {metric!r}; choose one of {', '.join(SCORES)}")
     from jftzoo.version import __version__
 
     protocols: dict[str, list[dict[str, Any]]] = defaultdict(list)

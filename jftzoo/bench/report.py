@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from jftzoo.train.metrics import SCORES
 from jftzoo.train.presets import recipe_of
 
-METRICS = ("auc", "accuracy", "f1_macro", "f1_weighted")
 ROW_KEYS = ("dataset", "text", "vision", "fusion", "mode", "weights")
 ROW_ORDER = {"majority": 0, "svm": 1, "text-only": 2, "image-only": 2}  # baselines first, then the heads
 NOTES = (
@@ -42,7 +42,7 @@ def _split_label(record: dict[str, Any]) -> str:
 def _metric_stats(row: dict[str, Any], recs: Sequence[dict[str, Any]], source: str, prefix: str) -> None:
     from jftzoo.bench.stats import summarize_values
 
-    for m in METRICS:
+    for m in SCORES:
         stats = summarize_values((r[source][m] if source in r else None for r in recs), bounds=(0.0, 1.0))
         row[f"{prefix}{m}_mean"] = _clean(stats.mean)
         row[f"{prefix}{m}_std"] = _clean(stats.std)
@@ -98,7 +98,7 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
                 continue
             row = {"dataset": cell.dataset, "text": cell.text, "vision": cell.vision, "fusion": cell.fusion,
                    "mode": cell.mode, "weights": None, "config_hash": None, "outdated": False,
-                   **{f"{p}{m}_{s}": None for p in ("", "val_") for m in METRICS for s in ("mean", "std", "ci95")},
+                   **{f"{p}{m}_{s}": None for p in ("", "val_") for m in SCORES for s in ("mean", "std", "ci95")},
                    "n_splits": 0, "n_seeds": 0, "nan_folds": 0, "seeds": [], "wall_s": 0.0, "samples_per_s": None,
                    "status": status, "reason": why}
             rows.append(row)
@@ -142,7 +142,7 @@ def best_in_columns(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Per metric, the index of the row with the best VALIDATION mean among current finished rows:
     the row a reader would pick; its test figure is what gets highlighted."""
     best: dict[str, int] = {}
-    for m in METRICS:
+    for m in SCORES:
         scored = [(r[f"val_{m}_mean"], i) for i, r in enumerate(rows)
                   if r.get(f"val_{m}_mean") is not None and not r.get("outdated")]
         if scored:
@@ -234,7 +234,6 @@ SHARE_NOTE = ("text share (bench --explain): the text's share of the modality Sh
               "docs/explain.md), mean over splits; image share = 1 - it.")
 TABLE_COLUMNS = ("text", "vision", "fusion", "mode", "config", "n", "accuracy", "macro-F1", "weighted-F1", "AUC",
                  "val accuracy", "cost")
-TABLE_METRICS = ("accuracy", "f1_macro", "f1_weighted", "auc")
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
@@ -247,7 +246,7 @@ def table_cells(row: dict[str, Any], best: dict[str, int], index: int, bold: Any
     cells = [encoder_label(row["text"], row.get("text_weights")),
              encoder_label(row["vision"], row.get("vision_weights")), fusion_label(row), row["mode"],
              config_label(row), splits_label(row)]
-    for m in TABLE_METRICS:
+    for m in SCORES:
         text = fmt_stat(row, m)
         cells.append(bold(text) if best.get(m) == index and row.get(f"{m}_mean") is not None else text)
     cells += [fmt_mean_std(row, "val_accuracy"), fmt_cost(row)]
@@ -298,14 +297,14 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
     fields = [*ROW_KEYS, "config_hash", "recipe", "jftzoo_version", "outdated", "groups", "split", "n_splits",
-              "n_seeds", "nan_folds", *(f"{p}{m}_{s}" for p in ("", "val_") for m in METRICS
+              "n_seeds", "nan_folds", *(f"{p}{m}_{s}" for p in ("", "val_") for m in SCORES
                              for s in ("mean", "std", "ci95_low", "ci95_high")), "wall_s", "samples_per_s", "status"]
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
         flat = dict(r)
         for p in ("", "val_"):
-            for m in METRICS:
+            for m in SCORES:
                 ci = r.get(f"{p}{m}_ci95") or (None, None)
                 flat[f"{p}{m}_ci95_low"], flat[f"{p}{m}_ci95_high"] = ci
         writer.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in fields})

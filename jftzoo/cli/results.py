@@ -19,6 +19,7 @@ from jftzoo.cli.tables import (
     write_summary,
 )
 from jftzoo.errors import JftzooError, UsageError
+from jftzoo.train.metrics import SCORES
 
 
 @click.group("results", context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,7 +141,7 @@ def results_predictions_cmd(results: str, as_json: bool) -> None:
 @RESULTS_OPTION
 @click.option("--a", "sel_a", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row A, e.g. fusion=concat.")
 @click.option("--b", "sel_b", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row B, e.g. fusion=text-only.")
-@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "f1_weighted", "auc"]), default="accuracy",
+@click.option("--metric", type=click.Choice(SCORES), default="accuracy",
               show_default=True, help="auc: macro one-vs-rest ROC AUC (binary: ROC AUC).")
 @click.option("--resamples", type=click.IntRange(min=99), default=1000, show_default=True,
               help="Bootstrap resamples and permutations.")

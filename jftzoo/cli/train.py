@@ -16,6 +16,7 @@ from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTI
 from jftzoo.cli.training_options import recipe_options, speed_options
 from jftzoo.devices import check_device
 from jftzoo.errors import UsageError
+from jftzoo.train.metrics import SCORES
 
 
 class _TrainProgress:
@@ -123,7 +124,7 @@ def train_cmd(image_root: str | None,
                                 batch_size=batch_size, seed=seed, **given)
 
     if folds:
-        from jftzoo.train.cv import SUMMARY_KEYS, cross_validate
+        from jftzoo.train.cv import cross_validate
 
         cv = cross_validate(make, ds, folds, seed, groups=groups, backend=given.get("frozen_backend", "pytorch"))
         weights = _weights_label(cv["weights"])
@@ -136,11 +137,11 @@ def train_cmd(image_root: str | None,
         table = Table(title=f"{text} + {vision}, {fusion}, {mode} ({weights} weights) on {ds.name}: "
                             f"{folds}-fold CV", title_justify="left")
         table.add_column("fold")
-        for key in SUMMARY_KEYS:
+        for key in SCORES:
             table.add_column(key, justify="right")
         for f in cv["folds"]:
-            table.add_row(f["fold"], *(f"{f[k]:.3f}" for k in SUMMARY_KEYS))
-        table.add_row("mean ± std", *(f"{cv[k + '_mean']:.3f} ± {cv[k + '_std']:.3f}" for k in SUMMARY_KEYS))
+            table.add_row(f["fold"], *(f"{f[k]:.3f}" for k in SCORES))
+        table.add_row("mean ± std", *(f"{cv[k + '_mean']:.3f} ± {cv[k + '_std']:.3f}" for k in SCORES))
         stdout_console().print(table)
         stdout_console().print(f"every fold's figures written to {Path(out) / 'cv.json'}", highlight=False)
         return
@@ -184,7 +185,7 @@ def train_cmd(image_root: str | None,
     clf.save(out, extra={"weights": weights, "data": data})
     write_split(split, Path(out) / "split.json")
     summary = {"out": out, "text": text, "vision": vision, "fusion": fusion, "mode": mode, "weights": weights,
-               "best_epoch": clf.best_epoch_, **{k: metrics[k] for k in ("auc", "accuracy", "f1_macro", "f1_weighted")},
+               "best_epoch": clf.best_epoch_, **{k: metrics[k] for k in SCORES},
                "test_records": metrics["n"]}
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -14,6 +14,7 @@ from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTI
 from jftzoo.cli.tables import DEFAULT_OUT, consoles
 from jftzoo.cli.training_options import parse_seeds, recipe_options, speed_options, split_commas
 from jftzoo.errors import UsageError
+from jftzoo.train.presets import MONITORS
 
 
 class _TuneProgress:
@@ -81,7 +82,7 @@ def _fmt(value: Any) -> str:
 @click.option("--random-init", is_flag=True, help="Random encoder weights (plumbing; labelled random).")
 @click.option("--param", "params", multiple=True,
               help="A searched dimension: NAME=LOW:HIGH[:log] or NAME=A,B,C (repeatable). [by mode]")
-@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "f1_weighted", "auc", "loss"]),
+@click.option("--metric", type=click.Choice(MONITORS),
               default="accuracy", show_default=True, help="Validation figure to optimise (and early-stop on).")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold. [20]")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Stop starting trials after this many seconds.")

@@ -12,9 +12,7 @@ from jftzoo.datasets.groups import groups_for
 from jftzoo.datasets.records import Dataset
 from jftzoo.datasets.splits import stratified_kfold
 from jftzoo.features import FeatureStore
-from jftzoo.train.metrics import evaluate
-
-SUMMARY_KEYS = ("auc", "accuracy", "f1_macro", "f1_weighted")
+from jftzoo.train.metrics import SCORES, evaluate
 
 
 def cross_validate(
@@ -52,7 +50,7 @@ def cross_validate(
             weights = {m: ("pretrained" if enc.pretrained else "random")
                        for m, enc in (("text", clf.model_.text), ("vision", clf.model_.vision)) if enc is not None}
     summary: dict[str, Any] = {}
-    for key in SUMMARY_KEYS:
+    for key in SCORES:
         values = np.array([r[key] for r in results], dtype=float)
         finite = values[np.isfinite(values)]  # a NaN fold (AUC of a one-class test fold) is counted, not hidden
         summary[f"{key}_mean"] = float(finite.mean()) if finite.size else float("nan")

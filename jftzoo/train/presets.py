@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-MONITORS = ("loss", "accuracy", "f1_macro", "f1_weighted", "auc")  # what early stopping and "best epoch" read
+from jftzoo.train.metrics import SCORES
+
+MONITORS = ("loss", *SCORES)  # what early stopping and "best epoch" read
 
 RECIPES: dict[str, dict[str, Any]] = {
     # top-k through the prefix cache: the cheap fine-tuning (docs/speed.md), several epochs affordable
