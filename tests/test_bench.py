@@ -356,6 +356,25 @@ def test_results_show_and_export(small_run, tmp_path):
     assert missing.exit_code == 2 and "no results store" in missing.output
 
 
+def test_a_bench_into_a_store_holding_other_grids_summarises_the_whole_store(small_run, tmp_path, monkeypatch):
+    """summary.md and heatmap.png describe the store (as after `results merge`); the printed table is the grid's."""
+    import shutil
+
+    _, tmp = small_run
+    store = tmp_path / "store"
+    shutil.copytree(tmp / "store", store)
+    monkeypatch.setenv("JFTZOO_CACHE_DIR", str(tmp / "cache"))  # the first grid's embeddings: no encoder pass
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    res = CliRunner().invoke(cli, ["bench", "--fusion", "late", "--text", "minilm", "--limit", "40", "--folds", "2",
+                                   "--seeds", "0,1", "--out", str(store), "--json"])
+    assert res.exit_code == 0, res.output
+    printed = {r["fusion"] for r in json.loads(res.stdout)}
+    assert "late" in printed and not printed & {"concat", "gated", "svm"}  # this grid's rows only
+    summary = (store / "summary.md").read_text(encoding="utf-8")
+    for head in ("late", "concat", "gated", "svm"):  # the earlier grid's rows stay in the store's summary
+        assert f"| {head} |" in summary, head
+
+
 def test_cache_info_and_clear_commands(tmp_path, monkeypatch):
     from jftzoo.cache import DiskCache
     from jftzoo.features import Entry

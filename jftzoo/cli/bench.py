@@ -21,6 +21,7 @@ from jftzoo.cli.tables import (
     consoles,
     derived_records,
     print_tables,
+    store_rows,
     write_summary,
 )
 from jftzoo.cli.training_options import (
@@ -359,7 +360,7 @@ def _run_and_show(config: Any, protocol: str, out: Path, no_cache: bool, as_json
     with interruptible(kept):  # the tables and figure come from the records: the same command writes them again
         records = report.records + derived_records(report.records, out, ensemble, select_ensemble)
         rows = summarize(records, report.cells, report.unavailable, report.failed)
-        png = write_summary(out, rows)
+        png = write_summary(out, store_rows(out, records, report))
         table = None
         if protocol == "paper":
             table = paper_table(rows, config.text[0], config.vision[0], list(config.data))

@@ -80,6 +80,19 @@ def derived_records(records: list[dict[str, Any]], results: Path, ensemble: bool
     return derived
 
 
+def store_rows(folder: Path, records: list[dict[str, Any]], report: Any) -> list[dict[str, Any]]:
+    """The rows of every configuration the store holds: this grid's `records` (its ensembles included) and
+    those other commands left there (a store often holds one command's grid per head or recipe), so the
+    store's summary.md and heatmap.png describe the store, as after `results merge`, while the terminal
+    shows this grid's table."""
+    from jftzoo.bench.report import summarize
+    from jftzoo.bench.store import ResultStore
+
+    mine = {r.get("key") for r in records}
+    others = [r for r in ResultStore(folder).records() if r.get("key") not in mine]
+    return summarize(others + records, report.cells, report.unavailable, report.failed)
+
+
 def write_summary(folder: Path, rows: list[dict[str, Any]]) -> Path | None:
     """The store's summary.md and heatmap.png for `rows`; the PNG's path (None when no row has an AUC)."""
     from jftzoo.atomic import atomic_write
