@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -320,6 +321,38 @@ def test_compare_finds_a_real_difference_and_refuses_different_splits(tmp_path: 
     unknown = CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--a", "fusion=gooood",
                                        "--b", "fusion=coin"])
     assert unknown.exit_code == 2 and "did you mean 'good'" in unknown.output
+
+
+def test_compare_selects_rows_by_a_training_field_of_their_stored_configuration(tmp_path: Path):
+    """`average_top=3` / `average_top=1` pick two configurations of one head apart without their hashes; a
+    configuration that predates a field holds its default; numbers match as numbers."""
+    from jftzoo.bench.store import ResultStore
+
+    rng = np.random.default_rng(3)
+    folder = _store(tmp_path, {"soup": [("s1", "fold0", list(rng.random(40)))],
+                               "plain": [("s1", "fold0", list(rng.random(40)))]})
+    store = ResultStore(folder)
+    lines = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    for r in lines:
+        r["fusion"] = "concat"
+        r["train_config"] = {"average_top": 3, "lr_encoder": 3e-05} if r["config_hash"] == "soup" else {}
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert len(store.records()) == 2
+
+    def compare(a: str, b: str) -> Any:
+        return CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--a", a, "--b", b,
+                                        "--json", "--resamples", "200"])
+
+    res = compare("fusion=concat,average_top=3", "fusion=concat,average_top=1")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["a"]["config_hash"] == "soup" and out["b"]["config_hash"] == "plain"
+    res = compare("lr_encoder=3e-5", "average_top=1.0")
+    assert res.exit_code == 0 and json.loads(res.stdout)["a"]["config_hash"] == "soup", res.output
+    typo = compare("fusion=concat,averge_top=3", "fusion=concat")
+    assert typo.exit_code == 2 and "did you mean 'average_top'" in typo.output.lower()
+    both = compare("fusion=concat", "average_top=3")
+    assert both.exit_code == 2 and "matches 2 rows" in both.output
 
 
 def test_compare_on_the_validation_part_pairs_validation_records_not_test_ones(tmp_path: Path):

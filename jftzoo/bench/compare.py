@@ -52,24 +52,48 @@ def parse_selector(text: str) -> dict[str, str]:
     return out
 
 
+def row_field(row: dict[str, Any], key: str) -> Any:
+    """A row's field, else a training field of its stored configuration (TrainConfig's default where the
+    configuration predates the field), so `average_top=3` or `lr_encoder=3e-5` pick a row without its hash."""
+    if key in row:
+        return row.get(key)
+    from jftzoo.train.config import field_defaults
+
+    return (row.get("train_config") or {}).get(key, field_defaults().get(key))
+
+
+def _same(have: Any, value: str) -> bool:
+    """A selector's value matches the field's as text, or as a number (`3e-5` is `3e-05`, `0.90` is `0.9`)."""
+    text = str(have if have is not None else "none")
+    if text == value:
+        return True
+    try:
+        return float(text) == float(value)
+    except ValueError:
+        return False
+
+
 def select_row(rows: Sequence[dict[str, Any]], selector: dict[str, str], name: str) -> dict[str, Any]:
-    """The one row whose fields match (config_hash by prefix); an error lists the candidates."""
+    """The one row whose fields match (config_hash by prefix; training fields such as average_top through its
+    stored configuration); an error lists the candidates."""
     from jftzoo.errors import suggest
+    from jftzoo.train.config import field_defaults
 
     if rows:
-        unknown = [k for k in selector if k not in rows[0]]
+        fields = [*rows[0], *field_defaults()]
+        unknown = [k for k in selector if k not in fields]
         if unknown:
-            hint = suggest(unknown[0], list(rows[0]))
+            hint = suggest(unknown[0], fields)
             did = f" Did you mean {hint[0]!r}?" if hint else ""
-            raise UsageError(f"--{name}: no field {unknown[0]!r} in the rows.{did}")
+            raise UsageError(f"--{name}: no field {unknown[0]!r} in the rows or their training configurations.{did}")
 
     def matches(row: dict[str, Any]) -> bool:
         for key, value in selector.items():
-            have = row.get(key)
+            have = row_field(row, key)
             if key == "config_hash":
                 if not str(have).startswith(value):
                     return False
-            elif str(have if have is not None else "none") != value:
+            elif not _same(have, value):
                 return False
         return True
 
@@ -80,7 +104,7 @@ def select_row(rows: Sequence[dict[str, Any]], selector: dict[str, str], name: s
     if not found:
         hints = []
         for key, value in selector.items():
-            known = sorted({str(r.get(key) if r.get(key) is not None else "none") for r in rows})
+            known = sorted({str(v if (v := row_field(r, key)) is not None else "none") for r in rows})
             if value not in known and key != "config_hash":
                 close = suggest(value, known)
                 hints.append(f"{key}={value!r}: did you mean {close[0]!r}?" if close else

@@ -139,7 +139,8 @@ def results_predictions_cmd(results: str, as_json: bool) -> None:
 
 @results_group.command("compare")
 @RESULTS_OPTION
-@click.option("--a", "sel_a", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row A, e.g. fusion=concat.")
+@click.option("--a", "sel_a", required=True, metavar="KEY=VALUE[,KEY=VALUE]",
+              help="Row A: row fields or training fields, e.g. fusion=concat,average_top=3.")
 @click.option("--b", "sel_b", required=True, metavar="KEY=VALUE[,KEY=VALUE]", help="Row B, e.g. fusion=text-only.")
 @click.option("--metric", type=click.Choice(SCORES), default="accuracy",
               show_default=True, help="auc: macro one-vs-rest ROC AUC (binary: ROC AUC).")
