@@ -349,6 +349,8 @@ def test_compare_selects_rows_by_a_training_field_of_their_stored_configuration(
     assert out["a"]["config_hash"] == "soup" and out["b"]["config_hash"] == "plain"
     res = compare("lr_encoder=3e-5", "average_top=1.0")
     assert res.exit_code == 0 and json.loads(res.stdout)["a"]["config_hash"] == "soup", res.output
+    per_run = compare("fusion=concat,seed=0", "fusion=concat")  # no configuration holds its seed
+    assert per_run.exit_code == 2 and "no field 'seed'" in per_run.output
     typo = compare("fusion=concat,averge_top=3", "fusion=concat")
     assert typo.exit_code == 2 and "did you mean 'average_top'" in typo.output.lower()
     both = compare("fusion=concat", "average_top=3")

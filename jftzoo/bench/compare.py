@@ -52,14 +52,20 @@ def parse_selector(text: str) -> dict[str, str]:
     return out
 
 
+def training_fields() -> dict[str, Any]:
+    """The training fields a selector may name, with their defaults: not the per-run ones (seed, workers,
+    image_cache), which no stored configuration holds and which would match every row."""
+    from jftzoo.train.config import RUNTIME_ONLY, field_defaults
+
+    return {k: v for k, v in field_defaults().items() if k not in RUNTIME_ONLY}
+
+
 def row_field(row: dict[str, Any], key: str) -> Any:
     """A row's field, else a training field of its stored configuration (TrainConfig's default where the
     configuration predates the field), so `average_top=3` or `lr_encoder=3e-5` pick a row without its hash."""
     if key in row:
         return row.get(key)
-    from jftzoo.train.config import field_defaults
-
-    return (row.get("train_config") or {}).get(key, field_defaults().get(key))
+    return (row.get("train_config") or {}).get(key, training_fields().get(key))
 
 
 def _same(have: Any, value: str) -> bool:
@@ -77,10 +83,9 @@ def select_row(rows: Sequence[dict[str, Any]], selector: dict[str, str], name: s
     """The one row whose fields match (config_hash by prefix; training fields such as average_top through its
     stored configuration); an error lists the candidates."""
     from jftzoo.errors import suggest
-    from jftzoo.train.config import field_defaults
 
     if rows:
-        fields = [*rows[0], *field_defaults()]
+        fields = [*rows[0], *training_fields()]
         unknown = [k for k in selector if k not in fields]
         if unknown:
             hint = suggest(unknown[0], fields)
