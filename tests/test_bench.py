@@ -600,3 +600,25 @@ def test_records_of_the_same_data_under_another_data_string_are_named(tmp_path, 
     assert notes_of(absolute) == []  # the same spelling: it resumes, nothing to say
     spelled = notes_of(relative)
     assert len(spelled) == 1 and "2 record(s)" in spelled[0] and f"run with --data {absolute}" in spelled[0]
+
+
+def test_a_head_with_its_own_recipe_is_noted_when_its_baselines_train_with_other_values(tmp_path):
+    """attention-paper's preset (lr 3e-5, exponential decay, raw tweets) is not what the unimodal rows beside it
+    get: the bench says so, naming the fields, before it reads any data; options given to the bench apply to
+    every cell, and then nothing differs and nothing is said."""
+    from jftzoo.bench.cells import preset_notes
+    from jftzoo.default_plugins.fusions import PAPER_RECIPE
+
+    config = BenchConfig(data=["mvsa-single:nowhere"], fusion=["attention-paper", "concat"], mode=["joint"])
+    notes = preset_notes(expand(config), config)
+    assert len(notes) == 1 and "attention-paper / joint" in notes[0] and "text-only" in notes[0]
+    assert "lr_encoder=3e-05" in notes[0] and "scheduler=exponential" in notes[0] and "concat" not in notes[0]
+    alike = BenchConfig(data=["mvsa-single:nowhere"], fusion=["attention-paper"], mode=["joint"],
+                        train=dict(PAPER_RECIPE))
+    assert preset_notes(expand(alike), alike) == []
+    plain = BenchConfig(data=["mvsa-single:nowhere"], fusion=["concat", "svm"], mode=["frozen"])
+    assert preset_notes(expand(plain), plain) == []
+    events: list[dict] = []
+    with pytest.raises(Exception):  # noqa: B017  (the data is missing: the note comes before it is read)
+        run_bench(config, tmp_path / "store", progress=events.append)
+    assert [e["message"] for e in events if e.get("event") == "note"][:1] == notes

@@ -12,11 +12,11 @@ import pathlib
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from jftzoo.bench.grid import BenchConfig, Cell
+from jftzoo.bench.grid import BASELINES, BenchConfig, Cell
 from jftzoo.errors import JftzooError, TokenizerUnavailableError, WeightsUnavailableError
 
 Progress = Callable[[dict[str, Any]], None]
@@ -178,6 +178,35 @@ def train_config(cell: Cell, config: BenchConfig, seed: int) -> Any:
                "min_epochs": min(3, config.epochs), "batch_size": config.batch_size, **options, "seed": seed}
     options["min_epochs"] = min(options["min_epochs"], options["max_epochs"])
     return TrainConfig(**options)
+
+
+def preset_notes(cells: Sequence[Cell], config: BenchConfig) -> list[str]:
+    """One line per head that brings its own recipe (a fusion `train_preset`, e.g. attention-paper's) into a grid
+    where unimodal baseline rows of its mode train beside it with other values of those fields (they train with
+    the grid's options, not the head's recipe): the comparison then mixes two recipes unless the fields named are
+    given to the bench itself, which applies them to every cell."""
+    from jftzoo.fusion.registry import get_fusion_spec
+
+    notes = []
+    for cell in cells:
+        preset = {} if cell.fusion in BASELINES else get_fusion_spec(cell.fusion).train_preset
+        baselines = [c for c in cells if c.dataset == cell.dataset and c.mode == cell.mode
+                     and c.fusion in ("text-only", "image-only")]
+        if not preset or not baselines:
+            continue
+        mine = asdict(train_config(cell, config, 0))
+        differ: dict[str, Any] = {}
+        for base in baselines:
+            theirs = asdict(train_config(base, config, 0))
+            differ |= {k: mine[k] for k in preset
+                       if mine[k] != theirs[k] and not (k == "text_normalizer" and base.text is None)}
+        if differ:
+            fields = ", ".join(f"{k}={v}" for k, v in differ.items())
+            names = " and ".join(sorted({b.fusion for b in baselines}))
+            notes.append(f"{cell.label()} trains with its head's own recipe ({fields}); the {names} {cell.mode} "
+                         "row(s) beside it train with this grid's options instead, so the two recipes differ; to "
+                         "train them alike, give those options to the bench")
+    return notes
 
 
 def _head_config(cell: Cell, encoders: Encoders, n_classes: int) -> Any:

@@ -24,6 +24,7 @@ from jftzoo.bench.cells import (
     frozen_pass,
     identity_of,
     plugin_fault,
+    preset_notes,
     run_task,
     task_failure,
     tokens_needed,
@@ -176,6 +177,8 @@ def _run_bench(config: BenchConfig, out_dir: Any, progress: Progress | None, cac
     started = time.perf_counter()
     emit = progress or (lambda event: None)
     cells = expand(config) if cells is None else cells
+    for message in preset_notes(cells, config):  # before any data is read: it concerns the plan itself
+        emit({"event": "note", "message": message})
     given = {str(p): read_split(p) for p in config.split_files}  # unreadable or edited manifests fail first
     store = ResultStore(out_dir).open()
     stored = store.records()  # read once: what is done, and the timings the plan estimates from
