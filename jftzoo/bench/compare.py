@@ -63,9 +63,9 @@ def training_fields() -> dict[str, Any]:
 def row_field(row: dict[str, Any], key: str) -> Any:
     """A row's field, else a training field of its stored configuration (TrainConfig's default where the
     configuration predates the field), so `average_top=3` or `lr_encoder=3e-5` pick a row without its hash."""
-    if key in row:
-        return row.get(key)
-    return (row.get("train_config") or {}).get(key, training_fields().get(key))
+    from jftzoo.train.config import stored_field
+
+    return row.get(key) if key in row else stored_field(row.get("train_config"), key)
 
 
 def _same(have: Any, value: str) -> bool:

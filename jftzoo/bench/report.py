@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from jftzoo.train.config import stored_field
 from jftzoo.train.metrics import SCORES
 from jftzoo.train.presets import recipe_of
 
@@ -192,22 +193,16 @@ def distinct_labels(labels: Mapping[str, tuple[str, str | None, Mapping[str, Any
             fields = _differing_fields(configs)
             for h, config in zip(hashes, configs, strict=True):
                 if fields:
-                    named[h] = f"{label} ({', '.join(f'{k}={_field(config, k)}' for k in fields)})"
+                    named[h] = f"{label} ({', '.join(f'{k}={stored_field(config, k)}' for k in fields)})"
     counts = Counter(named.values())
     return {h: f"{label} [{h[:8]}]" if counts[label] > 1 else label for h, label in named.items()}
-
-
-def _field(config: Mapping[str, Any], name: str) -> Any:
-    from jftzoo.train.config import field_defaults
-
-    return config.get(name, field_defaults().get(name))
 
 
 def _differing_fields(configs: Sequence[Mapping[str, Any]], most: int = 2) -> list[str]:
     """The training fields (at most `most`, by name) whose values differ among `configs`; none when more
     differ, since a long list reads worse than a hash."""
     names = sorted({k for c in configs for k in c} - {"head", "seed"})
-    differ = [k for k in names if len({repr(_field(c, k)) for c in configs}) > 1]
+    differ = [k for k in names if len({repr(stored_field(c, k)) for c in configs}) > 1]
     return differ if len(differ) <= most else []
 
 

@@ -7,6 +7,7 @@ importing the trainer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from typing import Any
@@ -91,3 +92,9 @@ def field_defaults() -> dict[str, Any]:
     """Every TrainConfig field's default: what a stored configuration's absent field was (config_identity
     leaves ADDED_LATER fields at their defaults out)."""
     return {f.name: f.default for f in fields(TrainConfig)}
+
+
+def stored_field(train_config: Mapping[str, Any] | None, name: str) -> Any:
+    """A stored configuration's field (a record's `train_config`), or TrainConfig's default where it is absent
+    (a field added later, or one left at its default by config_identity); None for a name TrainConfig lacks."""
+    return (train_config or {}).get(name, field_defaults().get(name))

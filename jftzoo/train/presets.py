@@ -51,10 +51,9 @@ def recipe_preset(name: str | None) -> dict[str, Any]:
 def has_recipe(train_config: Mapping[str, Any] | None, recipe: Mapping[str, Any]) -> bool:
     """Whether a stored training configuration (a record's `train_config`, where an absent field was at
     TrainConfig's default) holds every field of `recipe` other than its mode."""
-    from jftzoo.train.config import field_defaults
+    from jftzoo.train.config import stored_field
 
-    defaults, stored = field_defaults(), train_config or {}
-    return all(stored.get(k, defaults.get(k)) == v for k, v in recipe.items() if k != "mode")
+    return all(stored_field(train_config, k) == v for k, v in recipe.items() if k != "mode")
 
 
 def recipe_of(record: Mapping[str, Any]) -> str | None:
