@@ -13,21 +13,27 @@
 # once, each into a copy of benchmarks/results/mvsa_single (cells already there are skipped); a bench
 # stopped by DEADLINE keeps every finished cell. `jftzoo results merge` joins them, and the new records,
 # predictions and manifests are written to $OUT/store.tar; here, merge that with
-#   mkdir -p /tmp/gpu && tar xf store.tar -C /tmp/gpu && jftzoo results merge /tmp/gpu/tmp/new --into ...
+#   mkdir -p /tmp/gpu && tar xf store.tar -C /tmp/gpu && jftzoo results merge /tmp/gpu/new --into ...
+# Other settings (tests/test_device_scripts.py runs this script on the demo data with them): STORE (the results
+# store, benchmarks/results/mvsa_single), DATA (the bench's --data), WORK (scratch folder, /tmp), DEVICE (cuda),
+# NO_INSTALL=1 (the wheels are already importable).
 set -u
 start=$(date +%s)
 deadline=$((start + ${DEADLINE:-540}))
-mkdir -p /tmp/x && cat "$PACK"/p* | tar xz -C /tmp/x || exit 1
-[ -n "${NO_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /tmp/x/wheels/*.whl \
+W=${WORK:-/tmp}
+mkdir -p $W/x && cat "$PACK"/p* | tar xz -C $W/x || exit 1
+[ -n "${NO_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $W/site $W/x/wheels/*.whl \
     || exit 1
-export PYTHONPATH=$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-mkdir -p ../shared/data && { [ -e ../shared/data/mvsa_single ] || ln -s /tmp/x/data/mvsa_single ../shared/data/mvsa_single; }
+export PYTHONPATH=$PWD:$W/site${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+if [ -d $W/x/data/mvsa_single ]; then  # the pack's data where the CPU runs' records say it is
+    mkdir -p ../shared/data && { [ -e ../shared/data/mvsa_single ] || ln -s $W/x/data/mvsa_single ../shared/data/mvsa_single; }
+fi
 nvidia-smi 2>/dev/null --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, timm, transformers, sentence_transformers as s; print('torch', torch.__version__, \
 'timm', timm.__version__, 'transformers', transformers.__version__, 'sentence-transformers', s.__version__)"
 O=${STORE:-benchmarks/results/mvsa_single}
-D=mvsa-single:../shared/data/mvsa_single
-cp $O/results.jsonl /tmp/before.jsonl
+D=${DATA:-mvsa-single:../shared/data/mvsa_single}
+cp $O/results.jsonl $W/before.jsonl 2>/dev/null || : >$W/before.jsonl  # a new store: all is new
 # PROFILE=1: first, alone on the GPU, where a joint step's time goes (benchmarks/gpu_joint_profile.py, ~1 min)
 [ -z "${PROFILE:-}" ] || python3 benchmarks/gpu_joint_profile.py --n 1024 2>&1 | tee "$OUT/profile.txt"
 run() {  # one bench in its own store (a copy of $O, so cells already there are skipped), bounded by the deadline;
@@ -35,26 +41,26 @@ run() {  # one bench in its own store (a copy of $O, so cells already there are 
     local i=$1; shift
     local left=$((deadline - $(date +%s)))
     if [ $left -lt 30 ]; then echo "skipped (deadline): $*"; return; fi
-    rm -rf /tmp/stores/$i && mkdir -p /tmp/stores && cp -r $O /tmp/stores/$i && rm -f /tmp/stores/$i/.jftzoo.lock*
+    rm -rf $W/stores/$i && mkdir -p $W/stores && cp -r $O $W/stores/$i && rm -f $W/stores/$i/.jftzoo.lock*
     echo "== $(date +%T) [$i] bench $* (at most ${left}s)"
     timeout --signal=TERM --kill-after=20 $left python3 -m jftzoo bench --data $D --split 8:1:1 \
-        --device ${DEVICE:-cuda} --image-cache --out /tmp/stores/$i "$@" >/tmp/bench.$i.log 2>&1 &
+        --device ${DEVICE:-cuda} --image-cache --out $W/stores/$i "$@" >$W/bench.$i.log 2>&1 &
     local pid=$!
     # STOP_AFTER=<regex>: stop this bench once a finished cell's line matches (e.g. '/ concat / joint'), so the
     # unimodal cells a joint bench queues after its head do not take GPU time from the other benches
     while kill -0 $pid 2>/dev/null; do
-        if [ -n "${STOP_AFTER:-}" ] && grep -qE "done .*${STOP_AFTER}" /tmp/bench.$i.log; then
+        if [ -n "${STOP_AFTER:-}" ] && grep -qE "done .*${STOP_AFTER}" $W/bench.$i.log; then
             echo "[$i] stopped after '${STOP_AFTER}'"; kill -TERM $pid 2>/dev/null; break
         fi
         sleep 5
     done
     wait $pid
-    grep -v "busy with" /tmp/bench.$i.log | sed "s/^/[$i] /"
+    grep -v "busy with" $W/bench.$i.log | sed "s/^/[$i] /"
 }
 # Steps are separated by ';' and run at once, each its own process: one bench at batch 16 leaves most of a
 # GPU idle (~150-450 samples/s on an H100), so several share it; WORKERS loader processes each.
 IFS=';' read -ra steps <<< "${STEPS:---groups none --fusion concat --recipe best --seeds 0,1,2,3,4}"
-rm -rf /tmp/stores  # a warm machine's earlier call left its stores: merge only this call's
+rm -rf $W/stores  # a warm machine's earlier call left its stores: merge only this call's
 i=0
 for s in "${steps[@]}"; do
     i=$((i + 1))
@@ -62,13 +68,13 @@ for s in "${steps[@]}"; do
     run $i $s ${WORKERS:+--workers $WORKERS} &
 done
 wait
-for store in /tmp/stores/*; do python3 -m jftzoo results merge "$store" --into $O; done
+for store in $W/stores/*; do [ -d "$store" ] || continue; python3 -m jftzoo results merge "$store" --into $O; done
 # what this run added, as a store of its own: the new records with their prediction files and manifests
-O=$O python3 - <<'EOF'
+O=$O W=$W python3 - <<'EOF'
 import json, os, shutil
 from pathlib import Path
-before = {json.loads(l)["key"] for l in open("/tmp/before.jsonl")}
-src, new = Path(os.environ["O"]), Path("/tmp/new")
+before = {json.loads(l)["key"] for l in open(Path(os.environ["W"]) / "before.jsonl")}
+src, new = Path(os.environ["O"]), Path(os.environ["W"]) / "new"
 lines = [l for l in open(src / "results.jsonl") if json.loads(l)["key"] not in before]
 shutil.rmtree(new, ignore_errors=True)
 (new / "predictions").mkdir(parents=True)
@@ -81,5 +87,5 @@ for line in lines:
 (new / "results.jsonl").write_text("".join(lines))
 print(len(lines), "new records")
 EOF
-tar cf "$OUT/store.tar" -C / tmp/new
+tar cf "$OUT/store.tar" -C $W new
 echo "done in $(( $(date +%s) - start ))s"
