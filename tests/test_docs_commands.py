@@ -7,15 +7,21 @@ Synopsis notation is understood: `[--json]` is an optional option, upper-case wo
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import click
 import pytest
 
+import jftzoo
 from jftzoo.cli import cli
+from jftzoo.train.classifier import FusionClassifier
+from jftzoo.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "benchmarks").rglob("*.md")),
@@ -140,3 +146,81 @@ def test_a_broken_command_is_reported(text: str, expected: str) -> None:
                                   "results predictions --results ..."])
 def test_synopsis_notation_is_not_a_problem(text: str) -> None:
     assert problems(Shown("x.md", 1, text)) == []
+
+
+# The pages' Python examples: every import resolves, every `jftzoo.<name>` exists, and every keyword given to a
+# class the examples build (EncoderSpec, FusionClassifier, BenchConfig, ...) is one it takes.
+def python_examples() -> list[tuple[str, int, str]]:
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
+            found.append((str(page.relative_to(ROOT)), text.count("\n", 0, m.start()) + 1, m.group(1)))
+    return found
+
+
+def python_problems(source: str) -> list[str]:
+    tree = ast.parse(source)
+    names: dict[str, object] = {"jftzoo": jftzoo}
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "jftzoo":
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if not hasattr(module, alias.name):
+                    try:
+                        names[alias.asname or alias.name] = importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        out.append(f"{node.module} has no {alias.name}")
+                    continue
+                names[alias.asname or alias.name] = getattr(module, alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "jftzoo":
+                    importlib.import_module(alias.name)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "jftzoo"
+                and not hasattr(jftzoo, node.attr)):
+            out.append(f"jftzoo has no {node.attr}")
+        if isinstance(node, ast.Call):
+            target = None
+            if isinstance(node.func, ast.Name):
+                target = names.get(node.func.id)
+            elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+                target = getattr(names.get(node.func.value.id), node.func.attr, None)
+            if target is None or not callable(target):
+                continue
+            try:
+                params = inspect.signature(target).parameters
+            except (TypeError, ValueError):
+                continue
+            accepted = set(params)
+            if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                if target is not FusionClassifier:
+                    continue
+                accepted |= {f.name for f in fields(TrainConfig)}  # its **train are TrainConfig's fields
+            out += [f"{getattr(target, '__name__', target)}() takes no {kw.arg}=" for kw in node.keywords
+                    if kw.arg and kw.arg not in accepted]
+    return out
+
+
+PYTHON = python_examples()
+
+
+def test_the_pages_show_python_examples():
+    assert len(PYTHON) >= 8
+
+
+@pytest.mark.parametrize("page, line, source", PYTHON, ids=[f"{p}:{n}" for p, n, _ in PYTHON])
+def test_each_python_example_names_what_exists(page: str, line: int, source: str) -> None:
+    assert not python_problems(source), f"{page}:{line}: {'; '.join(python_problems(source))}"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from jftzoo.bench.grid import BenchConfg", "has no BenchConfg"),
+    ("import jftzoo\njftzoo.list_encoder('x')", "jftzoo has no list_encoder"),
+    ("from jftzoo.bench.grid import BenchConfig\nBenchConfig(txt=['minilm'])", "takes no txt="),
+    ("from jftzoo.train.classifier import FusionClassifier\nFusionClassifier(fusion='gated', topk=2)", "no topk="),
+])
+def test_a_broken_python_example_is_reported(source: str, expected: str) -> None:
+    assert any(expected in p for p in python_problems(source)), python_problems(source)
