@@ -56,6 +56,15 @@ def test_unknown_names_exit_2_with_suggestion():
     assert invoke("no-such-command").exit_code == 2
 
 
+def test_a_library_usage_error_points_at_the_running_commands_help(tmp_path: Path):
+    """The library raises without knowing the command; the message names the one that ran, nested or not."""
+    res = invoke("results", "show", "--results", str(tmp_path / "nothing"))
+    assert res.exit_code == 2 and "no results store" in res.output
+    assert " results show [OPTIONS]" in res.output and " results show --help'" in res.output
+    res = invoke("bench", "--split", "8:1", "--out", str(tmp_path / "r"))
+    assert res.exit_code == 2 and " bench --help'" in res.output
+
+
 def test_embed_usage_errors_exit_2():
     assert invoke("embed", "minilm").exit_code == 2
     res = invoke("embed", "minilm", "--image", "x.jpg")

@@ -38,7 +38,7 @@ class JftzooGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            raise click.UsageError(str(exc), ctx=ctx) from exc
+            raise click.UsageError(str(exc), ctx=_innermost(ctx, exc)) from exc
         except JftzooError as exc:
             stderr_console().print(f"[red]Error:[/red] {exc}", markup=True, highlight=False)
             ctx.exit(exc.exit_code)
@@ -62,6 +62,18 @@ class JftzooGroup(click.Group):
                 highlight=False,
             )
             ctx.exit(1)
+
+
+def _innermost(ctx: click.Context, exc: BaseException) -> click.Context:
+    """The context of the command that was running when `exc` was raised (`jftzoo results show`, not `jftzoo`),
+    so a usage error raised by the library prints that command's usage line and points at its --help. Click has
+    left those contexts by now; the traceback's frames still hold them (the deepest `ctx` is the command's)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        found = tb.tb_frame.f_locals.get("ctx")
+        ctx = found if isinstance(found, click.Context) else ctx
+        tb = tb.tb_next
+    return ctx
 
 
 def interrupted(exc: BaseException) -> bool:
