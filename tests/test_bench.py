@@ -404,6 +404,18 @@ def test_cache_info_and_clear_commands(tmp_path, monkeypatch):
     assert [i.encoder for i in DiskCache(kind="decoded").info()] == ["minilm"]
     cleared = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "minilm"])  # every kind
     assert "removed 1 entries" in cleared.output and not DiskCache(kind="decoded").info()
+    # a misspelt name is a usage error with the nearest names, and removes nothing; a name only the cache
+    # knows (an encoder whose plugin is gone) is cleared
+    typo = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "resnt50"])
+    assert typo.exit_code == 2 and "did you mean 'resnet50'" in typo.output
+    assert [i.encoder for i in DiskCache().info()] == ["resnet50"]
+    alias = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "resnet"])  # resnet50's alias
+    assert alias.exit_code == 0 and "removed 3 entries" in alias.output and not DiskCache().info()
+    ns = cache.namespace("gone-plugin-enc", "d" * 64)
+    cache.describe(ns, {"encoder": "gone-plugin-enc", "fingerprint": "d" * 64})
+    cache.put(ns, "e" * 64, Entry(torch.ones(4), None))
+    gone = CliRunner().invoke(cli, ["cache", "clear", "--encoder", "gone-plugin-enc"])
+    assert gone.exit_code == 0 and "removed 1 entries" in gone.output
 
 
 def test_tables_label_each_encoders_weights_on_its_own():

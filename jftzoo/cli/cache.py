@@ -85,7 +85,7 @@ def cache_verify_cmd(keep: bool, as_json: bool) -> None:
 
 
 @cache_group.command("clear")
-@click.option("--encoder", help="Only this encoder's entries.")
+@click.option("--encoder", help="Only this encoder's entries (its name or an alias).")
 @click.option("--kind", type=click.Choice(["all", "embeddings", "decoded"]), default="all", show_default=True,
               help="Frozen embeddings, decoded images (--image-cache), or both.")
 def cache_clear_cmd(encoder: str | None, kind: str) -> None:
@@ -96,6 +96,8 @@ def cache_clear_cmd(encoder: str | None, kind: str) -> None:
     from jftzoo.cache import KINDS, DiskCache
     from jftzoo.cache_shards import ShardedCache
 
+    if encoder is not None:
+        encoder = _cached_name(encoder)
     entries = size = 0
     for each in KINDS if kind == "all" else (kind,):
         n, b = DiskCache(kind=each).clear(encoder)
@@ -105,6 +107,30 @@ def cache_clear_cmd(encoder: str | None, kind: str) -> None:
         entries, size = entries + n, size + b
     _, err = consoles()
     err.print(f"removed {entries} entries ({size / 2**20:.1f} MiB)", highlight=False)
+
+
+def _cached_name(name: str) -> str:
+    """The name the cache files an encoder's entries under: an alias resolves to its encoder; a name neither
+    registered nor in the cache is a usage error with the nearest names (a misspelt --encoder would otherwise
+    remove nothing and say so quietly). A name only the cache knows (its plugin since removed) is kept."""
+    from jftzoo.cache import KINDS, DiskCache
+    from jftzoo.cache_shards import ShardedCache
+    from jftzoo.errors import JftzooError, suggest
+    from jftzoo.registry import get_registry
+
+    registry = get_registry()
+    try:
+        return registry.get(name).name
+    except JftzooError:
+        pass
+    cached = {i.encoder for each in KINDS for i in DiskCache(kind=each).info()} | {i.encoder for i in
+                                                                                  ShardedCache().info()}
+    if name in cached:
+        return name
+    close = suggest(name, [*registry.all_keys(), *sorted(cached)])
+    raise UsageError(f"--encoder {name!r} is neither a known encoder nor in the cache"
+                     + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
+                     + " `jftzoo cache info` lists what the cache holds.")
 
 
 @cache_group.command("prune")
