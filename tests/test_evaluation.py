@@ -320,7 +320,10 @@ def test_compare_finds_a_real_difference_and_refuses_different_splits(tmp_path: 
     assert nothing.exit_code == 1 and "share no split" in nothing.output
     unknown = CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--a", "fusion=gooood",
                                        "--b", "fusion=coin"])
-    assert unknown.exit_code == 2 and "did you mean 'good'" in unknown.output
+    assert unknown.exit_code == 2 and "did you mean 'good'" in unknown.output and "Rows:" not in unknown.output
+    none = CliRunner().invoke(cli, ["results", "compare", "--results", str(folder), "--a", "fusion=good,mode=joint",
+                                    "--b", "fusion=coin"])  # no close value: the rows show what there is
+    assert none.exit_code == 2 and "mode is one of frozen" in none.output and "Rows:" in none.output
 
 
 def test_compare_selects_rows_by_a_training_field_of_their_stored_configuration(tmp_path: Path):

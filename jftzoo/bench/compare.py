@@ -114,7 +114,9 @@ def select_row(rows: Sequence[dict[str, Any]], selector: dict[str, str], name: s
                 close = suggest(value, known)
                 hints.append(f"{key}={value!r}: did you mean {close[0]!r}?" if close else
                              f"{key} is one of {', '.join(known)}")
-        raise UsageError(f"--{name} {selector} matches no row. {' '.join(hints)}\nRows:\n{shown}")
+        guessed = hints and all("did you mean" in h for h in hints)  # then the rows are only noise
+        raise UsageError(f"--{name} {selector} matches no row. {' '.join(hints)}"
+                         + ("" if guessed else f"\nRows:\n{shown}"))
     raise UsageError(f"--{name} {selector} matches {len(found)} rows; add fields (e.g. config_hash=...) to pick "
                      f"one:\n{shown}")
 
