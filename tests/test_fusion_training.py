@@ -272,7 +272,7 @@ def test_fusion_classifier_fit_predict_save_load_roundtrip(tmp_path):
     loaded = FusionClassifier.load(tmp_path / "model")
     np.testing.assert_array_equal(loaded.predict_proba(X), probs)
     assert list(loaded.classes_) == list(clf.classes_)
-    with pytest.raises(jftzoo.JftzooError, match="not a jftzoo model folder"):
+    with pytest.raises(jftzoo.JftzooError, match=r"not a jftzoo model folder .*jftzoo train --out DIR"):
         FusionClassifier.load(tmp_path)
 
 

@@ -201,7 +201,8 @@ class FusionClassifier:
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise JftzooError(f"{path} is not a jftzoo model folder (config.json: {exc})") from exc
+            raise JftzooError(f"{path} is not a jftzoo model folder (config.json: {exc}); point at a folder "
+                              "written by `jftzoo train --out DIR` (or FusionClassifier.save)") from exc
         if config.get("format") != FORMAT:
             raise JftzooError(f"{path / 'config.json'} has format {config.get('format')!r}, expected {FORMAT!r}")
         head = {k: v for k, v in config["head"].items()
