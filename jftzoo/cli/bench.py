@@ -219,7 +219,8 @@ class _BenchProgress:
 @click.option("--limit", type=click.IntRange(min=2), help="A seeded stratified subsample of N records per dataset.")
 @speed_options
 @click.option("--random-init", is_flag=True,
-              help="Build encoders whose weights are unavailable with random weights (labelled random).")
+              help="Build encoders whose weights are unavailable with random weights (labelled random); "
+                   "encoders with weights keep them, unlike train/tune --random-init (every encoder random).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", "out", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Results store folder (resumable; results.jsonl, summary.md, heatmap.png).")
