@@ -165,7 +165,11 @@ def python_problems(source: str) -> list[str]:
     out: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "jftzoo":
-            module = importlib.import_module(node.module)
+            try:
+                module = importlib.import_module(node.module)
+            except ImportError:
+                out.append(f"no module {node.module}")
+                continue
             for alias in node.names:
                 if not hasattr(module, alias.name):
                     try:
@@ -177,7 +181,10 @@ def python_problems(source: str) -> list[str]:
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "jftzoo":
-                    importlib.import_module(alias.name)
+                    try:
+                        importlib.import_module(alias.name)
+                    except ImportError:
+                        out.append(f"no module {alias.name}")
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "jftzoo"
                 and not hasattr(jftzoo, node.attr)):
@@ -218,6 +225,8 @@ def test_each_python_example_names_what_exists(page: str, line: int, source: str
 
 @pytest.mark.parametrize("source, expected", [
     ("from jftzoo.bench.grid import BenchConfg", "has no BenchConfg"),
+    ("from jftzoo.bench.gird import BenchConfig", "no module jftzoo.bench.gird"),
+    ("import jftzoo.bench.gird", "no module jftzoo.bench.gird"),
     ("import jftzoo\njftzoo.list_encoder('x')", "jftzoo has no list_encoder"),
     ("from jftzoo.bench.grid import BenchConfig\nBenchConfig(txt=['minilm'])", "takes no txt="),
     ("from jftzoo.train.classifier import FusionClassifier\nFusionClassifier(fusion='gated', topk=2)", "no topk="),
