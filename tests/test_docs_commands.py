@@ -68,8 +68,7 @@ def is_placeholder(token: str) -> bool:
 def problems(shown: Shown) -> list[str]:
     """What is wrong with one shown command (empty when nothing is): walks the command path, then each token."""
     try:
-        tokens = shlex.split(SHELL_END.split(" " + shown.text)[0] if SHELL_END.search(" " + shown.text)
-                             else shown.text)
+        tokens = shlex.split(SHELL_END.split(" " + shown.text)[0])  # the text up to the first shell operator
     except ValueError as err:
         return [f"cannot be split into words ({err})"]
     tokens = [t.strip("[]") for t in tokens if t.strip("[]")]

@@ -20,6 +20,15 @@ def cache_group() -> None:
     """
 
 
+def _namespaces() -> list[tuple[str, Any]]:
+    """(kind, namespace info) for every kind of the files layout and the shards layout: what the cache holds."""
+    from jftzoo.cache import KINDS, DiskCache
+    from jftzoo.cache_shards import ShardedCache
+
+    items: list[tuple[str, Any]] = [(kind, i) for kind in KINDS for i in DiskCache(kind=kind).info()]
+    return items + [("embeddings (shards)", i) for i in ShardedCache().info()]
+
+
 @cache_group.command("info")
 @click.option("--json", "as_json", is_flag=True)
 def cache_info_cmd(as_json: bool) -> None:
@@ -29,11 +38,9 @@ def cache_info_cmd(as_json: bool) -> None:
     """
     from rich.table import Table
 
-    from jftzoo.cache import KINDS, DiskCache, cache_dir
-    from jftzoo.cache_shards import ShardedCache
+    from jftzoo.cache import DiskCache, cache_dir
 
-    items = [(kind, i) for kind in KINDS for i in DiskCache(kind=kind).info()]
-    items += [("embeddings (shards)", i) for i in ShardedCache().info()]
+    items = _namespaces()
     if as_json:
         click.echo(json.dumps({"path": str(DiskCache().root), "root": str(cache_dir()), "namespaces": [
             {"kind": kind, "encoder": i.encoder, "fingerprint": i.fingerprint, "entries": i.entries, "bytes": i.bytes}
@@ -113,8 +120,6 @@ def _cached_name(name: str) -> str:
     """The name the cache files an encoder's entries under: an alias resolves to its encoder; a name neither
     registered nor in the cache is a usage error with the nearest names (a misspelt --encoder would otherwise
     remove nothing and say so quietly). A name only the cache knows (its plugin since removed) is kept."""
-    from jftzoo.cache import KINDS, DiskCache
-    from jftzoo.cache_shards import ShardedCache
     from jftzoo.errors import JftzooError, suggest
     from jftzoo.registry import get_registry
 
@@ -123,8 +128,7 @@ def _cached_name(name: str) -> str:
         return registry.get(name).name
     except JftzooError:
         pass
-    cached = {i.encoder for each in KINDS for i in DiskCache(kind=each).info()} | {i.encoder for i in
-                                                                                  ShardedCache().info()}
+    cached = {i.encoder for _, i in _namespaces()}
     if name in cached:
         return name
     close = suggest(name, [*registry.all_keys(), *sorted(cached)])
