@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import time
 
 import numpy as np
+import pytest
 import torch
 
 import jftzoo
@@ -84,3 +88,25 @@ def test_default_workers_leave_the_cores_to_the_step_on_a_cpu(monkeypatch):
     assert pipeline.default_workers("cuda") == 8  # the step runs on the device: feed it
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
     assert pipeline.default_workers("cuda") == 1
+
+
+def _signals_itself(main: int, sig: int, texts: list[str], images: list[object]) -> dict:  # type: ignore[type-arg]
+    if os.getpid() != main:  # in a worker: the signal `timeout`, a terminal or a scheduler sends the whole group
+        os.kill(os.getpid(), sig)
+        time.sleep(0.2)
+    return {"text": {"n": torch.tensor([len(texts)])}}
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_workers_leave_stopping_to_the_main_process(sig: str) -> None:
+    """A SIGTERM or SIGINT sent to every process of the job reached the DataLoader workers too; one that died of it
+    made torch raise "DataLoader worker ... is killed by signal" in the main process, which could win the race with
+    the main process's own clean stop (an internal error, exit 1, seen on a GPU run). Workers ignore both: the main
+    process alone stops, and shuts its workers down."""
+    from jftzoo.datasets.records import Record
+    from jftzoo.train.pipeline import preprocessed
+
+    records = [Record(id=f"r{i}", text="t", image=None, label="a") for i in range(8)]
+    preprocess = functools.partial(_signals_itself, os.getpid(), getattr(signal, sig))
+    out = list(preprocessed(preprocess, records, [[0, 1], [2, 3], [4, 5], [6, 7]], workers=2))
+    assert [idx for idx, _, _ in out] == [[0, 1], [2, 3], [4, 5], [6, 7]]

@@ -10,6 +10,7 @@ intra-op threads together do not oversubscribe the cores.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -74,6 +75,11 @@ class Collate:
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # the main process's intra-op threads own the cores
+    # `timeout`, a terminal's Ctrl-C and schedulers signal every process of the job: a worker that died of it made
+    # torch raise "DataLoader worker ... killed by signal" in the main process, racing its clean stop (exit 130).
+    # The main process alone stops and shuts its workers down; torch's watchdog ends them if it dies.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def preprocessed(preprocess: Callable[[list[str], list[Any]], dict[str, dict[str, torch.Tensor]]],
