@@ -53,13 +53,31 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
             ("joint", "concat", "`--recipe automm`", fields_of(RECIPES["automm"]))]
 
 
+def options_beyond(record: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
+    """The options a record was trained with on top of `recipe` (fields the recipe leaves at TrainConfig's
+    default and the record does not, e.g. `--average-top 3`), so a checkpoint soup of a recipe is not its row;
+    the dataset's own training defaults (MVSA: the tweet normaliser) are no option."""
+    from jftzoo.datasets.registry import train_defaults
+
+    defaults = {**field_defaults(), **(train_defaults(record["dataset"]) if record.get("dataset") else {})}
+    derived = {"mode", "seed", "head", "absent_as"}  # absent_as follows modality_dropout (config_identity)
+    return [f"--{k.replace('_', '-')} {v}" for k, v in sorted((record.get("train_config") or {}).items())
+            if k not in derived and k not in recipe and k in defaults and v != defaults[k]]
+
+
 def recipe_name(record: dict[str, Any]) -> str | None:
-    """The named recipe a fine-tuned record was trained with (expected_rows' names), so that two rows of one
-    mode and head read apart in every line; None for frozen records and unnamed settings."""
+    """The named recipe a fine-tuned record was trained with (expected_rows' names) and any option given on top
+    (`--recipe best --average-top 3`), so that two rows of one mode and head read apart in every line; None for
+    frozen records and unnamed settings."""
     if record.get("mode") == "frozen" or record.get("members"):
         return None
-    return next((name for mode, _, name, recipe in expected_rows()
-                 if record.get("mode") == mode and has_recipe(record.get("train_config"), recipe)), None)
+    for mode, _, name, recipe in expected_rows():
+        if record.get("mode") == mode and has_recipe(record.get("train_config"), recipe):
+            extra = " ".join(options_beyond(record, recipe))
+            if not extra:
+                return name
+            return f"{name[:-1]} {extra}`" if name.endswith("`") else f"{name} + `{extra}`"
+    return None
 
 
 def row_name(record: dict[str, Any]) -> str:
@@ -85,14 +103,14 @@ def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
 def missing_rows(records: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
     """Each expected row (expected_rows) with fewer than 5 seeds on a protocol, as "groups mode fusion (recipe)
     (n/5)", and the config hashes of the records counted (their rows need no second mention); a record belongs to
-    a row when its train config has every one of the recipe's fields (a field it lacks at TrainConfig's default).
+    a row when its train config has every one of the recipe's fields (a field it lacks at TrainConfig's default) and no
+    option on top of them (recipe_name: a checkpoint soup of a recipe is another row).
     """
     out, counted = [], set()
     for groups in PROTOCOL:
         part = [r for r in records if (r.get("protocol") or {}).get("groups") == groups and not r.get("members")]
-        for mode, fusion, name, recipe in expected_rows():
-            mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion
-                    and has_recipe(r.get("train_config"), recipe)]
+        for mode, fusion, name, _ in expected_rows():
+            mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion and recipe_name(r) == name]
             seeds = {r["seed"] for r in mine}
             if len(seeds) < SEEDS:
                 out.append(f"{groups} {mode} {fusion} ({name}) ({len(seeds)}/{SEEDS})")
@@ -238,7 +256,8 @@ def main() -> None:
     by_key = {r["key"]: r for r in records}
     lines = ["# MVSA-Single: the answer table (MiniLM-L6 + EfficientNet-Lite0)", ""]
     expected, counted = missing_rows(records)
-    short = [f"{r['groups']} {r['mode']} {r['fusion']} ({r['n_seeds']}/5)" for r in rows
+    short = [f"{r['groups']} {row_name({**by_hash[r['config_hash']][0], 'fusion': r['fusion']})} ({r['n_seeds']}/5)"
+             for r in rows
              if r["n_seeds"] < SEEDS and r["config_hash"] not in counted]
     if short or expected:
         lines += ["**PARTIAL:** rows with fewer than 5 seeds so far: " + "; ".join(expected + short)

@@ -153,6 +153,11 @@ def test_a_fine_tuned_row_the_issue_asks_for_makes_the_table_partial_until_it_ha
     missing, counted = table.missing_rows(kept)
     assert missing == ["none joint concat (`--recipe automm`) (0/5)",
                        "near-duplicates joint attention-paper (the paper's recipe) (2/5)"]
+    # five seeds of a checkpoint soup of `best` are not the `best` row's seeds
+    soups = [r for r in kept if not (r["protocol"]["groups"] == "none" and r["fusion"] == "concat"
+                                     and r["train_config"].get("layer_decay") == 0.8)]
+    soups += [_fine_tuned(s, "none", "joint", "concat", {**best, "average_top": 3}) for s in range(5)]
+    assert table.missing_rows(soups)[0][0] == "none joint concat (`--recipe best`) (0/5)"
     assert counted == {f"near-duplicates-joint-attention-paper-{sorted(paper.items())}"}
 
 
@@ -170,6 +175,16 @@ def test_two_rows_of_one_mode_and_head_read_apart_by_their_named_recipe():
     other = {**by_hash["a"][0], "train_config": {"mode": "joint", **automm, "lr_encoder": 2e-5}}
     assert table.row_name(other) == "joint concat" and not table.setting(other).startswith("`")
     assert table.recipe_name({**by_hash["b"][0], "mode": "frozen"}) is None
+    # an option on top of a recipe (the checkpoint soup) is its own row and reads apart from the recipe's
+    soup = {**by_hash["b"][0], "train_config": {"mode": "joint", **best, "average_top": 3, "absent_as": "x"}}
+    assert table.row_name(soup) == "joint concat (`--recipe best --average-top 3`)"
+    assert table.setting(soup).startswith("`--recipe best --average-top 3`: epochs<=8, average_top=3")
+    paper = {**expected[("joint", "attention-paper", "the paper's recipe")], "average_top": 3}
+    assert table.recipe_name({"mode": "joint", "train_config": paper}) == "the paper's recipe + `--average-top 3`"
+    # MVSA's own default (the tweet normaliser) is no option on top; elsewhere it is
+    mvsa = {"mode": "joint", "train_config": {**automm, "text_normalizer": "tweet"}}
+    assert table.recipe_name({**mvsa, "dataset": "mvsa-single:x"}) == "`--recipe automm`"
+    assert table.recipe_name({**mvsa, "dataset": "emoji-sentiment"}) == "`--recipe automm --text-normalizer tweet`"
 
 
 def test_an_ensemble_members_hash_tag_reads_as_its_recipe_in_the_tables_prose():
