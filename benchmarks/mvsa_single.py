@@ -93,6 +93,14 @@ def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
     from jftzoo.train.presets import RECIPES
 
     names = "|".join(re.escape(n) for n in RECIPES)
+    defaults = field_defaults()
+
+    def with_options(m: re.Match[str]) -> str:  # the library's "(best) (average_top=3)": fields told apart by
+        pairs = [kv.split("=", 1) for kv in m[3].split(", ")]  # distinct_labels, as the options that set them
+        extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in pairs if str(defaults.get(k)) != v)
+        return f"{m[1]} (`--recipe {m[2]}{extra}`)"
+
+    line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})\) \((\w+=[^()]*)\)", with_options, line)
     line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})\)", r"\1 (`--recipe \2`)", line)
     for config, records in by_hash.items():
         if f"[{config[:8]}]" in line:

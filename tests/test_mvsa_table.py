@@ -200,3 +200,6 @@ def test_an_ensemble_members_hash_tag_reads_as_its_recipe_in_the_tables_prose():
     # the library's own recipe tag reads as the table's rows do; the paper's head keeps its name
     assert table.readable("joint text-only (best) + top-k concat (fast) + joint attention-paper", {}) == \
         "joint text-only (`--recipe best`) + top-k concat (`--recipe fast`) + joint attention-paper"
+    # two rows of one recipe the library tells apart by a field read as the rows do (the default one plainly)
+    assert table.readable("joint concat (best) (average_top=1) + joint concat (best) (average_top=3)", {}) == \
+        "joint concat (`--recipe best`) + joint concat (`--recipe best --average-top 3`)"
