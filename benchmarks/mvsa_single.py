@@ -53,6 +53,11 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
             ("joint", "concat", "`--recipe automm`", fields_of(RECIPES["automm"]))]
 
 
+def as_option(field: str, value: Any) -> str:
+    """A training field as the bench option that sets it (`average_top`, 3 -> `--average-top 3`)."""
+    return f"--{field.replace('_', '-')} {value}"
+
+
 def options_beyond(record: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
     """The options a record was trained with on top of `recipe` (fields the recipe leaves at TrainConfig's
     default and the record does not, e.g. `--average-top 3`), so a checkpoint soup of a recipe is not its row;
@@ -61,7 +66,7 @@ def options_beyond(record: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
 
     defaults = {**field_defaults(), **(train_defaults(record["dataset"]) if record.get("dataset") else {})}
     derived = {"mode", "seed", "head", "absent_as"}  # absent_as follows modality_dropout (config_identity)
-    return [f"--{k.replace('_', '-')} {v}" for k, v in sorted((record.get("train_config") or {}).items())
+    return [as_option(k, v) for k, v in sorted((record.get("train_config") or {}).items())
             if k not in derived and k not in recipe and k in defaults and v != defaults[k]]
 
 
@@ -97,7 +102,7 @@ def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
 
     def with_options(m: re.Match[str]) -> str:  # the library's "(best) (average_top=3)": fields told apart by
         pairs = [kv.split("=", 1) for kv in m[3].split(", ")]  # distinct_labels, as the options that set them
-        extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in pairs if str(defaults.get(k)) != v)
+        extra = "".join(f" {as_option(k, v)}" for k, v in pairs if str(defaults.get(k)) != v)
         return f"{m[1]} (`--recipe {m[2]}{extra}`)"
 
     line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})\) \((\w+=[^()]*)\)", with_options, line)
@@ -117,8 +122,9 @@ def missing_rows(records: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
     out, counted = [], set()
     for groups in PROTOCOL:
         part = [r for r in records if (r.get("protocol") or {}).get("groups") == groups and not r.get("members")]
+        named = [(r, recipe_name(r)) for r in part]  # once per record, not once per expected row
         for mode, fusion, name, _ in expected_rows():
-            mine = [r for r in part if r["mode"] == mode and r["fusion"] == fusion and recipe_name(r) == name]
+            mine = [r for r, its in named if r["mode"] == mode and r["fusion"] == fusion and its == name]
             seeds = {r["seed"] for r in mine}
             if len(seeds) < SEEDS:
                 out.append(f"{groups} {mode} {fusion} ({name}) ({len(seeds)}/{SEEDS})")
