@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from jftzoo.bench.report import device_label  # where a record ran: CPU or the GPU's model
-from jftzoo.train.config import field_defaults  # what a record's absent train-config field was
-from jftzoo.train.presets import has_recipe  # a record trained with every field of a recipe
+from jftzoo.train.config import as_option, field_defaults  # a field as its option; an absent field's value
+from jftzoo.train.presets import fields_beyond, has_recipe  # options on top of a recipe; a record's recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
@@ -53,23 +53,6 @@ def expected_rows() -> list[tuple[str, str, str, dict[str, Any]]]:
             ("joint", "concat", "`--recipe automm`", fields_of(RECIPES["automm"]))]
 
 
-def as_option(field: str, value: Any) -> str:
-    """A training field as the bench option that sets it (`average_top`, 3 -> `--average-top 3`)."""
-    return f"--{field.replace('_', '-')} {value}"
-
-
-def options_beyond(record: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
-    """The options a record was trained with on top of `recipe` (fields the recipe leaves at TrainConfig's
-    default and the record does not, e.g. `--average-top 3`), so a checkpoint soup of a recipe is not its row;
-    the dataset's own training defaults (MVSA: the tweet normaliser) are no option."""
-    from jftzoo.datasets.registry import train_defaults
-
-    defaults = {**field_defaults(), **(train_defaults(record["dataset"]) if record.get("dataset") else {})}
-    derived = {"mode", "seed", "head", "absent_as"}  # absent_as follows modality_dropout (config_identity)
-    return [as_option(k, v) for k, v in sorted((record.get("train_config") or {}).items())
-            if k not in derived and k not in recipe and k in defaults and v != defaults[k]]
-
-
 def recipe_name(record: dict[str, Any]) -> str | None:
     """The named recipe a fine-tuned record was trained with (expected_rows' names) and any option given on top
     (`--recipe best --average-top 3`), so that two rows of one mode and head read apart in every line; None for
@@ -78,7 +61,7 @@ def recipe_name(record: dict[str, Any]) -> str | None:
         return None
     for mode, _, name, recipe in expected_rows():
         if record.get("mode") == mode and has_recipe(record.get("train_config"), recipe):
-            extra = " ".join(options_beyond(record, recipe))
+            extra = " ".join(o for o in (as_option(k, v) for k, v in fields_beyond(record, recipe).items()) if o)
             if not extra:
                 return name
             return f"{name[:-1]} {extra}`" if name.endswith("`") else f"{name} + `{extra}`"
@@ -92,21 +75,15 @@ def row_name(record: dict[str, Any]) -> str:
 
 
 def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
-    """The table's prose in its own names: an ensemble member the library tells apart by its recipe ("joint
-    concat (automm)") or, where no recipe names it, by its hash ("frozen concat [ba08e915]") reads as the
-    table's rows do ("joint concat (`--recipe automm`)", "frozen concat (average_top=3)")."""
+    """The table's prose in its own names: an ensemble member the library tells apart by its recipe and any
+    option on top of it ("joint concat (automm --average-top 3)") or, where no recipe names it, by its hash
+    ("frozen concat [ba08e915]") reads as the table's rows do ("joint concat (`--recipe automm --average-top 3`)",
+    "frozen concat (average_top=3)")."""
     from jftzoo.train.presets import RECIPES
 
     names = "|".join(re.escape(n) for n in RECIPES)
-    defaults = field_defaults()
-
-    def with_options(m: re.Match[str]) -> str:  # the library's "(best) (average_top=3)": fields told apart by
-        pairs = [kv.split("=", 1) for kv in m[3].split(", ")]  # distinct_labels, as the options that set them
-        extra = "".join(f" {as_option(k, v)}" for k, v in pairs if str(defaults.get(k)) != v)
-        return f"{m[1]} (`--recipe {m[2]}{extra}`)"
-
-    line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})\) \((\w+=[^()]*)\)", with_options, line)
-    line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})\)", r"\1 (`--recipe \2`)", line)
+    line = re.sub(rf"\b((?:top-k|joint) [\w-]+) \(({names})((?: --[\w-]+(?: [^\s()-][^\s()]*)?)*)\)",
+                  r"\1 (`--recipe \2\3`)", line)
     for config, records in by_hash.items():
         if f"[{config[:8]}]" in line:
             line = line.replace(f"[{config[:8]}]", f"({recipe_name(records[0]) or setting(records[0])})")

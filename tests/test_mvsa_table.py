@@ -182,7 +182,7 @@ def test_two_rows_of_one_mode_and_head_read_apart_by_their_named_recipe():
     paper = {**expected[("joint", "attention-paper", "the paper's recipe")], "average_top": 3}
     assert table.recipe_name({"mode": "joint", "train_config": paper}) == "the paper's recipe + `--average-top 3`"
     # MVSA's own default (the tweet normaliser) is no option on top; elsewhere it is
-    mvsa = {"mode": "joint", "train_config": {**automm, "text_normalizer": "tweet"}}
+    mvsa = {"mode": "joint", "text": "minilm", "train_config": {**automm, "text_normalizer": "tweet"}}
     assert table.recipe_name({**mvsa, "dataset": "mvsa-single:x"}) == "`--recipe automm`"
     assert table.recipe_name({**mvsa, "dataset": "emoji-sentiment"}) == "`--recipe automm --text-normalizer tweet`"
 
@@ -200,6 +200,8 @@ def test_an_ensemble_members_hash_tag_reads_as_its_recipe_in_the_tables_prose():
     # the library's own recipe tag reads as the table's rows do; the paper's head keeps its name
     assert table.readable("joint text-only (best) + top-k concat (fast) + joint attention-paper", {}) == \
         "joint text-only (`--recipe best`) + top-k concat (`--recipe fast`) + joint attention-paper"
-    # two rows of one recipe the library tells apart by a field read as the rows do (the default one plainly)
-    assert table.readable("joint concat (best) (average_top=1) + joint concat (best) (average_top=3)", {}) == \
-        "joint concat (`--recipe best`) + joint concat (`--recipe best --average-top 3`)"
+    # the library's recipe with options on top of it (jftzoo.train.presets.recipe_label) reads as the rows do
+    assert table.readable("joint concat (best) + joint concat (best --average-top 3) + top-k concat (fast "
+                          "--text-normalizer none --lr-head 0.001)", {}) == \
+        ("joint concat (`--recipe best`) + joint concat (`--recipe best --average-top 3`) + top-k concat (`--recipe "
+         "fast --text-normalizer none --lr-head 0.001`)")

@@ -9,8 +9,8 @@ import sys
 from jftzoo import __version__
 from jftzoo.bench.plot import panel_grid
 from jftzoo.bench.report import config_label, distinct_labels, summarize, to_csv
-from jftzoo.train.config import ADDED_LATER, TrainConfig, config_identity
-from jftzoo.train.presets import RECIPES, has_recipe, recipe_of
+from jftzoo.train.config import ADDED_LATER, NO_OPTION, TrainConfig, as_option, config_identity, field_defaults
+from jftzoo.train.presets import RECIPES, has_recipe, options_on_top, recipe_label, recipe_of
 
 
 def _stored(recipe: str, **over: object) -> dict[str, object]:
@@ -95,6 +95,51 @@ def test_summary_rows_table_csv_and_chart_name_the_recipe():
                         _record(None, mode="frozen", config="bbbbbbbb2222", average_top=3)])
     _, heads, _ = panel_grid([{**r, "split": "8:1:1", "auc_mean": 0.8} for r in frozen], "d", "8:1:1", "frozen")
     assert heads == ["concat (average_top=1)", "concat (average_top=3)"]
+
+
+def test_an_option_on_top_of_a_recipe_names_its_row_apart_in_tables_csv_charts_and_ensembles():
+    from jftzoo.bench.ensemble_select import _labels
+
+    plain, soup = _record("automm", config="aaaaaaaa1111"), _record("automm", config="bbbbbbbb2222", average_top=3)
+    assert (options_on_top(plain), recipe_label(plain)) == ("", "automm")
+    assert (options_on_top(soup), recipe_label(soup)) == ("--average-top 3", "automm --average-top 3")
+    assert recipe_label(_record(None, mode="frozen")) is None
+    rows = {r["config_hash"]: r for r in summarize([plain, soup])}
+    assert rows["bbbbbbbb2222"]["recipe"] == "automm" and rows["bbbbbbbb2222"]["recipe_options"] == "--average-top 3"
+    assert rows["aaaaaaaa1111"]["recipe_options"] is None
+    assert config_label(rows["aaaaaaaa1111"]) == "aaaaaaaa (automm)"
+    assert config_label(rows["bbbbbbbb2222"]) == "bbbbbbbb (automm --average-top 3)"
+    header, *lines = to_csv(list(rows.values())).splitlines()
+    assert "recipe,recipe_options," in header and any(",automm,--average-top 3," in line for line in lines)
+    _, heads, _ = panel_grid([{**r, "split": "8:1:1", "auc_mean": 0.8} for r in rows.values()], "d", "8:1:1", "joint")
+    assert sorted(heads) == ["concat (automm --average-top 3)", "concat (automm)"]
+    assert _labels({"aaaaaaaa1111": {0: plain}, "bbbbbbbb2222": {0: soup}}) == {
+        "aaaaaaaa1111": "joint concat (automm)", "bbbbbbbb2222": "joint concat (automm --average-top 3)"}
+
+
+def test_a_datasets_own_default_is_no_option_on_top_and_leaving_it_off_is_one():
+    tweet = {**_record("fast", mode="top-k", text_normalizer="tweet"), "dataset": "mvsa-single:x"}
+    raw = {**_record("fast", mode="top-k"), "dataset": "mvsa-single:x"}  # stores no normaliser: raw tweets
+    assert "text_normalizer" not in raw["train_config"]
+    assert options_on_top(tweet) == "" and options_on_top(raw) == "--text-normalizer none"
+    assert options_on_top({**raw, "text": None, "fusion": "image-only"}) == ""  # reads no text: no text default
+    # a dataset kind not installed here (its plugin gone) has no defaults of its own, and is no error
+    assert options_on_top({**tweet, "dataset": "no-such-kind:x"}) == "--text-normalizer tweet"
+    assert options_on_top({**raw, "dataset": "no-such-kind:x"}) == ""
+
+
+def test_a_field_reads_as_the_option_that_sets_it_and_train_takes_every_such_option():
+    from jftzoo.cli.train import train_cmd
+
+    assert as_option("average_top", 3) == "--average-top 3" and as_option("max_epochs", 8) == "--epochs 8"
+    assert as_option("lr_encoder", 3e-5) == "--lr-encoder 3e-05" and as_option("augment", True) == "--augment"
+    assert as_option("prefix_cache", False) == "--no-prefix-cache" and as_option("prefix_cache", True) == ""
+    assert as_option("augment", False) == "" and as_option("weight_decay", 1e-3) == "weight_decay=0.001"
+    options = {o for p in train_cmd.params for o in (*p.opts, *p.secondary_opts)}
+    for name, default in field_defaults().items():
+        if name not in NO_OPTION:  # a boolean spelled at the value that is not its default
+            flag = as_option(name, not default if isinstance(default, bool) else default).split(" ")[0]
+            assert flag in options, (name, flag)
 
 
 def test_the_configuration_and_recipe_names_import_without_torch():

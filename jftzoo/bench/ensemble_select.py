@@ -27,7 +27,7 @@ from jftzoo.bench.predictions import Predictions, read_parts
 from jftzoo.bench.report import distinct_labels, wall_by_device
 from jftzoo.errors import JftzooError, UsageError
 from jftzoo.train.metrics import SCORES
-from jftzoo.train.presets import recipe_of
+from jftzoo.train.presets import recipe_label
 
 EXCLUDED = ("majority",)  # constant class priors: adds nothing to an average
 MAX_SUBSETS = 200_000  # exhaustive: ~0.2 ms a subset and split (MVSA, 452 records), so minutes at most
@@ -103,7 +103,7 @@ def _labels(rows: dict[str, Any]) -> dict[str, str]:
     """Each configuration's row label; where two configurations share one (one head under two recipes), each
     of them gets its recipe's name or its hash, so members and left-out rows read apart."""
     firsts = {h: next(iter(b.values())) for h, b in rows.items()}
-    return distinct_labels({h: (row_label(r), recipe_of(r), r.get("train_config")) for h, r in firsts.items()})
+    return distinct_labels({h: (row_label(r), recipe_label(r), r.get("train_config")) for h, r in firsts.items()})
 
 
 def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, metric: str) -> EnsembleChoice | None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jftzoo.bench.report import distinct_labels, encoder_label
+from jftzoo.bench.report import distinct_labels, encoder_label, recipe_text
 
 UNIMODAL = {"text-only": "text", "image-only": "vision", "svm": None}
 
@@ -64,7 +64,7 @@ def panel_grid(rows: Sequence[dict[str, Any]], dataset: str, protocol: str | Non
         pairs = list(dict.fromkeys(_pair(r) for r in part))
     by_pair: dict[tuple[Any, Any], dict[str, tuple[str, str | None, Any]]] = defaultdict(dict)
     for r in part:
-        by_pair[_pair(r)][r.get("config_hash") or r["fusion"]] = (r["fusion"], r.get("recipe"), r.get("train_config"))
+        by_pair[_pair(r)][r.get("config_hash") or r["fusion"]] = (r["fusion"], recipe_text(r), r.get("train_config"))
     labels = {pair: distinct_labels(configs) for pair, configs in by_pair.items()}
 
     def head(r: dict[str, Any]) -> str:

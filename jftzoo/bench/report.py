@@ -15,7 +15,7 @@ import numpy as np
 
 from jftzoo.train.config import stored_field
 from jftzoo.train.metrics import SCORES
-from jftzoo.train.presets import recipe_of
+from jftzoo.train.presets import options_on_top, recipe_of
 
 ROW_KEYS = ("dataset", "text", "vision", "fusion", "mode", "weights")
 ROW_ORDER = {"majority": 0, "svm": 1, "text-only": 2, "image-only": 2}  # baselines first, then the heads
@@ -74,6 +74,7 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
         row["vision_weights"] = first.get("vision_weights", row["weights"]) if row["vision"] else None
         row["config_hash"] = chash if isinstance(chash, str) else None
         row["recipe"] = recipe_of(first)
+        row["recipe_options"] = options_on_top(first) or None  # e.g. `--average-top 3` on the recipe
         row["train_config"] = first.get("train_config")  # one configuration: the same for every record
         row["jftzoo_version"] = first.get("jftzoo_version")
         row["outdated"] = first.get("jftzoo_version") != __version__
@@ -206,10 +207,18 @@ def _differing_fields(configs: Sequence[Mapping[str, Any]], most: int = 2) -> li
     return differ if len(differ) <= most else []
 
 
+def recipe_text(row: Mapping[str, Any]) -> str | None:
+    """A summary row's recipe with the options given on top of it (`automm --average-top 3`), or None."""
+    recipe, extra = row.get("recipe"), row.get("recipe_options")
+    return f"{recipe} {extra}" if recipe and extra else recipe
+
+
 def config_label(row: dict[str, Any]) -> str:
-    """The table's config cell: the hash's first 8 characters, and the named recipe where the row has one."""
+    """The table's config cell: the hash's first 8 characters, and the named recipe (with any option on top of it)
+    where the row has one."""
     short = (row.get("config_hash") or "—")[:8]
-    return f"{short} ({row['recipe']})" if row.get("recipe") else short
+    recipe = recipe_text(row)
+    return f"{short} ({recipe})" if recipe else short
 
 
 def fusion_label(row: dict[str, Any]) -> str:
@@ -291,7 +300,8 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    fields = [*ROW_KEYS, "config_hash", "recipe", "jftzoo_version", "outdated", "groups", "split", "n_splits",
+    fields = [*ROW_KEYS, "config_hash", "recipe", "recipe_options", "jftzoo_version", "outdated", "groups", "split",
+              "n_splits",
               "n_seeds", "nan_folds", *(f"{p}{m}_{s}" for p in ("", "val_") for m in SCORES
                              for s in ("mean", "std", "ci95_low", "ci95_high")), "wall_s", "samples_per_s", "status"]
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")

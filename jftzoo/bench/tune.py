@@ -22,6 +22,7 @@ from typing import Any
 
 from jftzoo.bench.grid import BenchConfig, cell_for
 from jftzoo.errors import UsageError
+from jftzoo.train.config import as_option
 
 
 @dataclass(frozen=True)
@@ -190,18 +191,10 @@ def bench_command(config: BenchConfig) -> str:
     if c.random_init:
         parts.append("--random-init")
     for name, value in sorted(c.train.items()):
-        flag = "--" + name.replace("_", "-")
-        if name in ("workers", "image_cache"):
+        if name in ("workers", "image_cache") or value is None:
             continue  # speed only: never changes a figure
-        if name == "prefix_cache":
-            parts += [] if value else ["--no-prefix-cache"]
-        elif name == "bucketing":
-            parts += [] if value else ["--no-bucketing"]
-        elif isinstance(value, bool):
-            parts += [flag] if value else []
-        elif value is not None:
-            parts.append(f"{flag} {value!r}" if isinstance(value, float) else f"{flag} {value}")
-    return " ".join(parts)
+        parts.append(as_option(name, value))
+    return " ".join(p for p in parts if p)
 
 
 Event = Callable[[dict[str, Any]], None]

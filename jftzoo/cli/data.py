@@ -12,6 +12,7 @@ from rich.table import Table
 from jftzoo.cli.app import CONTEXT, cli, stderr_console, stdout_console
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.errors import UsageError
+from jftzoo.train.config import as_option
 
 
 @cli.command("datasets")
@@ -38,7 +39,7 @@ def datasets_cmd(as_json: bool) -> None:
     for r in rows:
         usage = f"--data {r['name']}:PATH" if r["needs_path"] else f"--data {r['name']}"
         if r["train_defaults"]:  # what training on it sets unless told otherwise (docs/datasets.md)
-            usage += "\ntrains with " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r["train_defaults"].items())
+            usage += "\ntrains with " + " ".join(as_option(k, v) for k, v in r["train_defaults"].items())
         table.add_row(r["name"], ", ".join(r["labels"]) if r["labels"] else "from the data", usage, r["description"])
     stdout_console().print(table)
 

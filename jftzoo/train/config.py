@@ -81,6 +81,25 @@ def config_identity(config: TrainConfig) -> dict[str, Any]:
     return identity
 
 
+# TrainConfig fields whose `train`/`bench` option is not `--field-name`, those no option sets (a recipe or the
+# Python API only), and the booleans whose option turns them off
+OPTION_NAMES = {"max_epochs": "--epochs"}
+NO_OPTION = ("grad_accum", "lr_gamma", "grad_clip", "val_fraction", "weight_decay")
+NEGATED = ("bucketing", "prefix_cache")
+
+
+def as_option(name: str, value: Any) -> str:
+    """A TrainConfig field's value as the `train`/`bench` option that sets it (`average_top`, 3 -> `--average-top
+    3`), so a configuration printed from a record can be pasted back; `name=value` where no option sets the field,
+    "" for a flag left off."""
+    if name in NO_OPTION:
+        return f"{name}={value}"
+    flag = OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+    if isinstance(value, bool):
+        return flag if value and name not in NEGATED else f"--no-{flag[2:]}" if not value and name in NEGATED else ""
+    return f"{flag} {value!r}" if isinstance(value, float) else f"{flag} {value}"
+
+
 def check_scheduler(name: str) -> None:
     """Fail on an unknown schedule before any model is built or trained."""
     if name not in SCHEDULERS:

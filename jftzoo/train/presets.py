@@ -59,11 +59,60 @@ def has_recipe(train_config: Mapping[str, Any] | None, recipe: Mapping[str, Any]
 def recipe_of(record: Mapping[str, Any]) -> str | None:
     """The named recipe a fine-tuned record was trained with, so that one head under two recipes reads apart
     by name rather than by hash: the recipe of the record's mode whose every field it holds (the one setting
-    most fields where several do). None for frozen records, ensembles and settings no recipe names. An option
-    given on top of a recipe, on a field the recipe leaves alone, is not seen: labels fall back to the hash
-    where two configurations would share a name (jftzoo.bench.report.distinct_labels)."""
+    most fields where several do). None for frozen records, ensembles and settings no recipe names. Options
+    given on top of it, on fields the recipe leaves alone, are options_on_top's."""
     if record.get("mode") in (None, "frozen") or record.get("members"):
         return None
     matches = [(len(recipe), name) for name, recipe in RECIPES.items()
                if recipe.get("mode") == record["mode"] and has_recipe(record.get("train_config"), recipe)]
     return max(matches)[1] if matches else None
+
+
+# fields a record stores that no option on top of a recipe sets: the mode and head come with the cell, the seed
+# with the split, absent_as with modality dropout (jftzoo.train.config.config_identity)
+DERIVED = ("mode", "seed", "head", "absent_as")
+
+
+def fields_beyond(record: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The training fields a record was trained with on top of `recipe`: fields the recipe leaves alone that the
+    record holds away from their default, where the default is TrainConfig's or, above it, the dataset kind's own
+    (the MVSA readers' tweet normaliser is no option; `--text-normalizer none` there is one, also for a record
+    made before that default, which stores no normaliser). A dataset kind not installed here has no defaults of
+    its own."""
+    from jftzoo.train.config import field_defaults, stored_field
+
+    defaults = {**field_defaults(), **_dataset_defaults(record)}
+    stored = {k: stored_field(record.get("train_config"), k) for k in sorted(defaults)}
+    return {k: v for k, v in stored.items() if k not in DERIVED and k not in recipe and v != defaults[k]}
+
+
+def _dataset_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
+    from jftzoo.datasets.registry import train_defaults
+    from jftzoo.errors import UsageError
+
+    if not record.get("dataset"):
+        return {}
+    try:  # a model without a text encoder never takes the text-side defaults (same training)
+        return train_defaults(str(record["dataset"]), reads_text=bool(record.get("text")))
+    except UsageError:  # an unknown kind (its plugin not installed here)
+        return {}
+
+
+def options_on_top(record: Mapping[str, Any]) -> str:
+    """The options given on top of the record's named recipe (recipe_of), as the CLI spells them (`--average-top
+    3` on `--recipe automm`), so a recipe's checkpoint soup never reads as the recipe; "" for none or no recipe."""
+    from jftzoo.train.config import as_option
+
+    name = recipe_of(record)
+    if name is None:
+        return ""
+    extra = (as_option(k, v) for k, v in fields_beyond(record, RECIPES[name]).items())
+    return " ".join(o for o in extra if o)
+
+
+def recipe_label(record: Mapping[str, Any]) -> str | None:
+    """The recipe's name with the options on top of it (`automm --average-top 3`); None where no recipe names
+    the record."""
+    name = recipe_of(record)
+    extra = options_on_top(record)
+    return f"{name} {extra}" if name and extra else name
