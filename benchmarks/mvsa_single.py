@@ -193,6 +193,30 @@ def chosen_on_validation(part: list[dict[str, Any]], by_hash: dict[str, list[dic
                    if left_out else "")
 
 
+def searched_caps(records: list[dict[str, Any]], results: Path) -> tuple[dict[int, dict[str, Any]],
+                                                                         dict[int, dict[str, str]]]:
+    """Each cap's pick per protocol (CAPS; MAX_MEMBERS's is the table's), and per cap the protocols it was not
+    searched on, with why: the library scores at most MAX_SUBSETS subsets, and a cap beside the pick's is shown,
+    not chosen from, so one beyond that bound is said, not a failed table (the pick's own cap still fails)."""
+    from jftzoo.bench.ensemble_select import select_ensembles
+    from jftzoo.errors import UsageError
+
+    caps: dict[int, dict[str, Any]] = {n: {} for n in CAPS}
+    unsearched: dict[int, dict[str, str]] = {n: {} for n in CAPS}
+    for groups in PROTOCOL:
+        part = [r for r in records if (r.get("protocol") or {}).get("groups") == groups]
+        for n in CAPS:
+            try:
+                caps[n].update({str(c.protocol.get("groups")): c for c in select_ensembles(part, results, n)})
+            except UsageError as e:
+                if n == MAX_MEMBERS:
+                    raise
+                m = re.search(r"over (\d+) rows is ([\d,]+) subsets to score \(at most ([\d,]+)\)", str(e))
+                unsearched[n][groups] = (f"{m[2]} subsets of {m[1]} rows, above the {m[3]} the library scores"
+                                         if m else str(e))
+    return caps, unsearched
+
+
 def pick_lines(mixed: Any, frozen: Any) -> list[str]:
     """What validation's ensemble search picked, over all complete rows and over frozen rows only."""
     out = []
@@ -235,7 +259,7 @@ def main() -> None:
     records = ResultStore(args.results).records()
     records += ensemble_records([r for r in records if r["mode"] == "frozen"], args.results)
     # The cap is a choice too: what each would have picked is shown, not chosen from; MAX_MEMBERS's is the pick.
-    caps = {n: {str(c.protocol.get("groups")): c for c in select_ensembles(records, args.results, n)} for n in CAPS}
+    caps, unsearched = searched_caps(records, args.results)
     picks: dict[tuple[str, str], Any] = {(g, "any"): c for g, c in caps[MAX_MEMBERS].items()}  # (groups, scope)
     for choice in select_ensembles(records, args.results, MAX_MEMBERS, modes=("frozen",)):
         picks[(str(choice.protocol.get("groups")), "frozen")] = choice
@@ -316,6 +340,9 @@ def main() -> None:
                       f"({c['n_pairs']} pairs, {c['n_splits']} splits).", ""]
         cap_cells = []
         for n, by_groups in caps.items():
+            if groups in unsearched[n]:
+                cap_cells.append(f"up to {n}: not searched ({unsearched[n][groups]})")
+                continue
             choice = by_groups.get(groups)
             if choice is None:
                 continue

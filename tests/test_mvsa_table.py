@@ -84,10 +84,8 @@ def test_validations_ensemble_pick_competes_but_an_unselected_ensemble_does_not(
                                                "of 3 rows")
 
 
-def test_the_table_shows_validations_ensemble_pick_and_what_each_size_cap_would_pick(tmp_path, monkeypatch):
-    import json
-    import sys
-
+def _four_row_store(folder: Path) -> None:
+    """A results store of 4 rows (frozen concat and SVM, top-k concat and text-only) on 2 splits of 6 records."""
     import numpy as np
 
     from jftzoo import __version__
@@ -97,7 +95,6 @@ def test_the_table_shows_validations_ensemble_pick_and_what_each_size_cap_would_
 
     labels, true = ["negative", "neutral", "positive"], [0, 0, 1, 1, 2, 2]
     rng = np.random.default_rng(0)
-    folder = tmp_path / "mvsa"
     store = ResultStore(folder).open()
     for name, mode, fusion in (("b", "frozen", "concat"), ("s", "frozen", "svm"), ("k", "top-k", "concat"),
                                ("t", "top-k", "text-only")):
@@ -113,6 +110,14 @@ def test_the_table_shows_validations_ensemble_pick_and_what_each_size_cap_would_
                           "split": {"digest": f"split-{seed}", "groups": "none"}, "predictions": meta,
                           "metrics": evaluate(true, test, labels), "val_metrics": evaluate(true, val, labels),
                           "wall_s": 1.0, "train_s": 1.0})
+
+
+def test_the_table_shows_validations_ensemble_pick_and_what_each_size_cap_would_pick(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    folder = tmp_path / "mvsa"
+    _four_row_store(folder)
     monkeypatch.setattr(sys, "argv", ["mvsa_single.py", "--results", str(folder), "--resamples", "99"])
     table.main()
     text = (tmp_path / "mvsa.md").read_text()
@@ -122,6 +127,29 @@ def test_the_table_shows_validations_ensemble_pick_and_what_each_size_cap_would_
     assert all(f"up to {n}:" in cap_line for n in (2, 3, 4))  # 4 candidates: a cap of 5 picks as 4 does
     exported = json.loads((tmp_path / "mvsa.json").read_text())
     assert all(not r["fusion"].startswith("ensemble(frozen ") or r["mode"] != "frozen" for r in exported)
+
+
+def test_a_cap_beside_the_picks_with_too_many_subsets_is_said_not_searched_and_the_picks_own_cap_fails(
+        tmp_path, monkeypatch):
+    import sys
+
+    import pytest
+
+    import jftzoo.bench.ensemble_select as ensemble_select
+    from jftzoo.errors import UsageError
+
+    folder = tmp_path / "mvsa"
+    _four_row_store(folder)
+    monkeypatch.setattr(sys, "argv", ["mvsa_single.py", "--results", str(folder), "--resamples", "99"])
+    monkeypatch.setattr(ensemble_select, "MAX_SUBSETS", 14)  # 4 rows: up to 3 is 14 subsets, up to 4 is 15
+    table.main()
+    cap_line = next(line for line in (tmp_path / "mvsa.md").read_text().splitlines()
+                    if line.startswith("The size cap of the ensemble search"))
+    assert "up to 3: " in cap_line and "up to 3: not searched" not in cap_line
+    assert "up to 4: not searched (15 subsets of 4 rows, above the 14 the library scores)" in cap_line
+    monkeypatch.setattr(ensemble_select, "MAX_SUBSETS", 13)  # the pick's own cap (3) cannot be skipped
+    with pytest.raises(UsageError, match="select-ensemble 3 over 4 rows"):
+        table.main()
 
 
 def _fine_tuned(seed: int, groups: str, mode: str, fusion: str, recipe: dict) -> dict:
