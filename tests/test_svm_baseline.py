@@ -18,6 +18,14 @@ def test_the_kernel_follows_the_training_size() -> None:
     assert "LinearSVC" in baselines.SVM["model"]  # the identity of every svm row says which rule made it
 
 
+def test_the_linear_branch_is_strongly_regularised_and_its_identity_says_so() -> None:
+    # C=1 over-fitted real frozen embeddings and did not converge (benchmarks/svm_baseline_mvsa.py); the C the
+    # bench fits is the one its rows' identity names, so a change of C is a new configuration, not a resumed one
+    linear = baselines.svm_estimator(baselines.RBF_MAX_TRAIN + 1, 0)
+    assert linear.C == baselines.LINEAR_C <= 1e-3 and linear.dual is True
+    assert f"LinearSVC(C={baselines.LINEAR_C})" in baselines.SVM["model"]
+
+
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])
 def test_both_give_calibrated_probabilities_in_label_columns(kernel: str) -> None:
     rng = np.random.default_rng(0)
