@@ -16,7 +16,7 @@ MAJORITY = {"baseline": "majority", "strategy": "prior"}
 # linearly with the records where the RBF kernel's grows quadratically or worse (7k records: minutes vs seconds,
 # benchmarks/svm_baseline_speed.py). Its C is small: on real frozen embeddings (MVSA-Single, 3,607 x 1,666,
 # benchmarks/svm_baseline_mvsa.py) C=1 over-fits and does not converge (0.64 test accuracy in 4 min a split, below
-# RBF's 0.71 in 40 s), while C=1e-4, the best of 1e-1..1e-4 on validation, converges in 2 s at 0.71.
+# RBF's 0.71 in 35 s), while C=1e-4, the best of 1e-5..1 on validation, converges in 2 s at 0.71.
 RBF_MAX_TRAIN = 2000
 LINEAR_C = 1e-4
 SVM = {"baseline": "svm", "model": f"SVC(rbf) up to {RBF_MAX_TRAIN} training records, else LinearSVC(C={LINEAR_C})",
