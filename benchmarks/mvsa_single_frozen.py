@@ -28,7 +28,8 @@ EXPECTED = ["majority", "svm", "text-only", "image-only", *HEADS]
 SEEDS = 5
 COMMAND = ("HF_HUB_OFFLINE=1 jftzoo bench --data mvsa-single:../shared/data/mvsa_single --split 8:1:1 "
            "--seeds 0,1,2,3,4 --fusion majority,svm,text-only,image-only,concat,attention,attention-paper,gated,"
-           "late,xattn --mode frozen --text-normalizer none --out benchmarks/results/mvsa_single_frozen")
+           "late,xattn --mode frozen --text-normalizer none --svm-kernel rbf "
+           "--out benchmarks/results/mvsa_single_frozen")
 
 
 def main() -> None:

@@ -139,6 +139,28 @@ def test_a_frozen_grid_runs_n_plus_m_encoder_passes_then_none(register_plugin, t
     assert again.new_records == 0 and again.skipped_records == 26 and len(again.records) == 26
 
 
+def test_the_svm_kernel_option_picks_the_estimator_and_names_it_in_the_configuration(register_plugin, tmp_path,
+                                                                                       monkeypatch):
+    from jftzoo.bench import baselines
+
+    register_plugin(CountingPlugin(), "counting-encoders")
+    fitted: list[str] = []
+    real = baselines.svm_estimator
+    monkeypatch.setattr(baselines, "svm_estimator",
+                        lambda n, seed, kernel="auto": fitted.append(kernel) or real(n, seed, kernel))
+    models, hashes = {}, {}
+    for kernel in ("auto", "rbf", "linear"):
+        config = BenchConfig(text=["count-t1"], vision=["count-v1"], fusion=["svm"], folds=2, epochs=1, limit=40,
+                             svm_kernel=kernel)
+        svm = [r for r in run_bench(config, tmp_path / kernel).records if r["fusion"] == "svm"]
+        models[kernel] = {r["train_config"]["model"] for r in svm}
+        hashes[kernel] = {r["config_hash"] for r in svm}
+    assert fitted == ["auto", "auto", "rbf", "rbf", "linear", "linear"]  # 2 folds each
+    assert models == {"auto": {baselines.SVM["model"]}, "rbf": {"SVC(rbf)"},
+                      "linear": {f"LinearSVC(C={baselines.LINEAR_C})"}}
+    assert len(set.union(*hashes.values())) == 3  # three configurations: none resumes another's rows
+
+
 def test_a_corrupt_cache_entry_is_recomputed_in_a_bench_run(register_plugin, tmp_path):
     from jftzoo.cache import DiskCache
 

@@ -23,6 +23,18 @@ SVM = {"baseline": "svm", "model": f"SVC(rbf) up to {RBF_MAX_TRAIN} training rec
        "scaler": "standard", "calibration": "sigmoid, 3-fold"}
 
 
+KERNELS = ("auto", "rbf", "linear")
+
+
+def svm_identity(kernel: str = "auto") -> dict[str, str]:
+    """What an SVM row's configuration says of its model: the size rule (auto), or the one estimator a kernel
+    forces. `rbf` names the paper's SVC as the rows made before the size rule did, so they resume."""
+    if kernel not in KERNELS:
+        raise JftzooError(f"unknown SVM kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    model = {"auto": SVM["model"], "rbf": "SVC(rbf)", "linear": f"LinearSVC(C={LINEAR_C})"}[kernel]
+    return {**SVM, "model": model}
+
+
 def _into_columns(proba: Any, classes: Any, n: int, n_classes: int) -> Any:
     import numpy as np
 

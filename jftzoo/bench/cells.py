@@ -223,14 +223,14 @@ def identity_of(cell: Cell, config: BenchConfig, encoders: Encoders, n_classes: 
     """What besides the cell and protocol decides a result: jftzoo's version, each encoder's identity
     (weights and preprocessing; the library versions are kept in each record instead, so one configuration's
     seeds may run on several machines) and the full training configuration."""
-    from jftzoo.bench.baselines import MAJORITY, SVM
+    from jftzoo.bench.baselines import MAJORITY, svm_identity
     from jftzoo.version import __version__
 
     used = {n: encoders.identity(n) for n in (cell.text, cell.vision) if n is not None}
     if cell.fusion == "majority":
         train: dict[str, Any] = dict(MAJORITY)
     elif cell.fusion == "svm":
-        train = dict(SVM)
+        train = svm_identity(config.svm_kernel)
         if config.train.get("frozen_backend", "pytorch") != "pytorch":  # it reads the frozen features
             train["frozen_backend"] = config.train["frozen_backend"]
     else:
@@ -267,7 +267,7 @@ def run_task(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
     extra: dict[str, Any] = {}
     if baseline:
         t_fit = time.perf_counter()
-        val_probs, probs = _baseline(cell, encoders, features, train, [val, test], index, seed)
+        val_probs, probs = _baseline(cell, encoders, features, train, [val, test], index, seed, config.svm_kernel)
         train_s = time.perf_counter() - t_fit
         seen = len(train)
     else:
@@ -373,7 +373,7 @@ def _build_model(cell: Cell, encoders: Encoders, n_classes: int) -> Any:
 
 
 def _baseline(cell: Cell, encoders: Encoders, features: Any, train: list, score: list[list], index: dict[str, int],
-              seed: int) -> list[Any]:
+              seed: int, svm_kernel: str = "auto") -> list[Any]:
     """Probabilities of the majority or SVM baseline for each list of records in `score`."""
     import numpy as np
 
@@ -395,7 +395,7 @@ def _baseline(cell: Cell, encoders: Encoders, features: Any, train: list, score:
             absent.append(gone.astype(np.float64)[:, None])  # (N, 1)
         return np.concatenate(parts + absent, axis=1)  # (N, D_t + D_v + 2)
 
-    return baselines.svm(embed(train), y_train, len(index), [embed(part) for part in score], seed)
+    return baselines.svm(embed(train), y_train, len(index), [embed(part) for part in score], seed, svm_kernel)
 
 
 def frozen_pass(cell: Cell, ds: Any, encoders: Encoders, features: Any, needs_tokens: dict[tuple[str, str], bool],

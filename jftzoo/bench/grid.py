@@ -68,6 +68,7 @@ class BenchConfig:
     on_bad: str = "error"  # bad records (unreadable image, unknown label...): stop with the list, or skip them
     on_missing: str = "keep"  # posts without text or image: keep (data), skip (listed), or error
     explain: bool = False  # modality Shapley shares on each task's test part (not in any key: a measurement)
+    svm_kernel: str = "auto"  # the SVM baseline: rbf (the paper's), linear, or auto (by training size; baselines.py)
 
     def protocol(self) -> dict[str, Any]:
         """How the data is read and split, shared by every record (hashed into each record's key).

@@ -228,6 +228,9 @@ class _BenchProgress:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows (no progress bars).")
 @click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
 @click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
+@click.option("--svm-kernel", type=click.Choice(["auto", "rbf", "linear"]), default="auto", show_default=True,
+              help="The svm baseline: rbf (the paper's SVC), linear (LinearSVC), auto (rbf up to 2,000 training "
+                   "records, docs/bench.md).")
 @ENSEMBLE_OPTION
 @SELECT_ENSEMBLE_OPTION
 @ON_BAD_OPTION
@@ -257,6 +260,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
               no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool, image_cache: bool, frozen_backend: str,
               random_init: bool,
               device: str, out: str, no_cache: bool, as_json: bool, lr_encoder: float | None, lr_head: float | None,
+              svm_kernel: str,
               ensemble: bool, select_ensemble: int | None, on_bad: str, on_missing: str, image_root: str | None,
               wait: bool,
               log_json: str | None, explain: bool, executor: str, address: str | None, cpus_per_cell: float,
@@ -290,7 +294,7 @@ def bench_cmd(texts: Sequence[str], visions: Sequence[str], fusions: Sequence[st
         device=device, limit=limit, label_policy=label_policy, groups=groups, split_files=list(split_files),
         train={**train, **speed_fields(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
                                                frozen_backend)}, explain=explain, on_bad=on_bad, on_missing=on_missing,
-        image_root=image_root,
+        image_root=image_root, svm_kernel=svm_kernel,
     )
     if protocol != "paper" and not fusions and not modes and not recipe:
         # The default grid shows what fine-tuning does, cheaply: one top-k row (the `demo` recipe) beside the
