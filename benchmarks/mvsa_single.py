@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from jftzoo.bench.report import device_label  # where a record ran: CPU or the GPU's model
-from jftzoo.train.config import as_option, field_defaults  # a field as its option; an absent field's value
-from jftzoo.train.presets import fields_beyond, has_recipe  # options on top of a recipe; a record's recipe
+from jftzoo.train.config import field_defaults  # what a record's absent train-config field was
+from jftzoo.train.presets import fields_beyond, has_recipe, options_text  # a record's recipe and options on top
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
@@ -61,7 +61,7 @@ def recipe_name(record: dict[str, Any]) -> str | None:
         return None
     for mode, _, name, recipe in expected_rows():
         if record.get("mode") == mode and has_recipe(record.get("train_config"), recipe):
-            extra = " ".join(o for o in (as_option(k, v) for k, v in fields_beyond(record, recipe).items()) if o)
+            extra = options_text(fields_beyond(record, recipe))
             if not extra:
                 return name
             return f"{name[:-1]} {extra}`" if name.endswith("`") else f"{name} + `{extra}`"

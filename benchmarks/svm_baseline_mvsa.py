@@ -64,8 +64,8 @@ def main() -> None:
     variants += [(f"LinearSVC(C={c})", linear(c)) for c in (float(x) for x in args.c.split(","))]
     rows = [run_variant(name, estimator, args) for name, estimator in variants]
     before = next((r for r in rows if r["variant"] == "LinearSVC(C=1.0)"), None)
-    linear = [r for r in rows if r["variant"].startswith("LinearSVC")]
-    chosen = max(linear, key=lambda r: r["val_accuracy"]) if linear else None
+    linears = [r for r in rows if r["variant"].startswith("LinearSVC")]
+    chosen = max(linears, key=lambda r: r["val_accuracy"]) if linears else None
     print(f"\n{'variant':<24} {'seeds':>5} {'val acc':>8} {'test acc':>9} {'fit s':>8} {'time / C=1':>11}")
     for r in rows:
         ratio = f"{r['fit_s'] / before['fit_s']:.3f}" if before else "-"

@@ -15,7 +15,7 @@ import numpy as np
 
 from jftzoo.train.config import stored_field
 from jftzoo.train.metrics import SCORES
-from jftzoo.train.presets import options_on_top, recipe_of
+from jftzoo.train.presets import options_on_top, recipe_of, with_options
 
 ROW_KEYS = ("dataset", "text", "vision", "fusion", "mode", "weights")
 ROW_ORDER = {"majority": 0, "svm": 1, "text-only": 2, "image-only": 2}  # baselines first, then the heads
@@ -74,7 +74,7 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
         row["vision_weights"] = first.get("vision_weights", row["weights"]) if row["vision"] else None
         row["config_hash"] = chash if isinstance(chash, str) else None
         row["recipe"] = recipe_of(first)
-        row["recipe_options"] = options_on_top(first) or None  # e.g. `--average-top 3` on the recipe
+        row["recipe_options"] = options_on_top(first, row["recipe"]) or None  # `--average-top 3` on the recipe
         row["train_config"] = first.get("train_config")  # one configuration: the same for every record
         row["jftzoo_version"] = first.get("jftzoo_version")
         row["outdated"] = first.get("jftzoo_version") != __version__
@@ -209,8 +209,7 @@ def _differing_fields(configs: Sequence[Mapping[str, Any]], most: int = 2) -> li
 
 def recipe_text(row: Mapping[str, Any]) -> str | None:
     """A summary row's recipe with the options given on top of it (`automm --average-top 3`), or None."""
-    recipe, extra = row.get("recipe"), row.get("recipe_options")
-    return f"{recipe} {extra}" if recipe and extra else recipe
+    return with_options(row.get("recipe"), row.get("recipe_options"))
 
 
 def config_label(row: dict[str, Any]) -> str:

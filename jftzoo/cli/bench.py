@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from jftzoo.bench.baselines import KERNELS, RBF_MAX_TRAIN
 from jftzoo.bench.grid import DEFAULT_DATA, DEFAULT_FUSIONS, DEFAULT_TEXT, DEFAULT_VISION, MODES
 from jftzoo.cli.options import IMAGE_ROOT_OPTION, ON_BAD_OPTION, ON_MISSING_OPTION
 from jftzoo.cli.tables import (
@@ -228,9 +229,9 @@ class _BenchProgress:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows (no progress bars).")
 @click.option("--lr-encoder", type=float, help="Encoder learning rate. [2e-5; the head's preset if it has one]")
 @click.option("--lr-head", type=float, help="Head learning rate. [1e-3; the head's preset if it has one]")
-@click.option("--svm-kernel", type=click.Choice(["auto", "rbf", "linear"]), default="auto", show_default=True,
-              help="The svm baseline: rbf (the paper's SVC), linear (LinearSVC), auto (rbf up to 2,000 training "
-                   "records, docs/bench.md).")
+@click.option("--svm-kernel", type=click.Choice(KERNELS), default="auto", show_default=True,
+              help=f"The svm baseline: rbf (the paper's SVC), linear (LinearSVC), auto (rbf up to {RBF_MAX_TRAIN:,} "
+                   "training records, docs/bench.md).")
 @ENSEMBLE_OPTION
 @SELECT_ENSEMBLE_OPTION
 @ON_BAD_OPTION

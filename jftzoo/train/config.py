@@ -95,8 +95,10 @@ def as_option(name: str, value: Any) -> str:
     if name in NO_OPTION:
         return f"{name}={value}"
     flag = OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-    if isinstance(value, bool):
-        return flag if value and name not in NEGATED else f"--no-{flag[2:]}" if not value and name in NEGATED else ""
+    if isinstance(value, bool):  # a flag: given where it differs from what leaving it off means
+        if name in NEGATED:
+            return "" if value else f"--no-{flag[2:]}"
+        return flag if value else ""
     return f"{flag} {value!r}" if isinstance(value, float) else f"{flag} {value}"
 
 

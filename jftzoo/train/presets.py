@@ -98,21 +98,28 @@ def _dataset_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def options_on_top(record: Mapping[str, Any]) -> str:
-    """The options given on top of the record's named recipe (recipe_of), as the CLI spells them (`--average-top
-    3` on `--recipe automm`), so a recipe's checkpoint soup never reads as the recipe; "" for none or no recipe."""
+def options_text(fields: Mapping[str, Any]) -> str:
+    """Training fields as the options that set them, in one line (`--average-top 3 --text-normalizer none`)."""
     from jftzoo.train.config import as_option
 
-    name = recipe_of(record)
-    if name is None:
-        return ""
-    extra = (as_option(k, v) for k, v in fields_beyond(record, RECIPES[name]).items())
-    return " ".join(o for o in extra if o)
+    return " ".join(o for o in (as_option(k, v) for k, v in fields.items()) if o)
+
+
+def options_on_top(record: Mapping[str, Any], name: str | None = None) -> str:
+    """The options given on top of the record's named recipe (`name`, else recipe_of's), as the CLI spells them
+    (`--average-top 3` on `--recipe automm`), so a recipe's checkpoint soup never reads as the recipe; "" for none
+    or no recipe."""
+    name = name or recipe_of(record)
+    return options_text(fields_beyond(record, RECIPES[name])) if name else ""
+
+
+def with_options(name: str | None, options: str | None) -> str | None:
+    """A recipe's name and the options on top of it, as labels show them (`automm --average-top 3`)."""
+    return f"{name} {options}" if name and options else name
 
 
 def recipe_label(record: Mapping[str, Any]) -> str | None:
     """The recipe's name with the options on top of it (`automm --average-top 3`); None where no recipe names
     the record."""
     name = recipe_of(record)
-    extra = options_on_top(record)
-    return f"{name} {extra}" if name and extra else name
+    return with_options(name, options_on_top(record, name))
