@@ -198,8 +198,7 @@ def searched_caps(records: list[dict[str, Any]], results: Path) -> tuple[dict[in
     """Each cap's pick per protocol (CAPS; MAX_MEMBERS's is the table's), and per cap the protocols it was not
     searched on, with why: the library scores at most MAX_SUBSETS subsets, and a cap beside the pick's is shown,
     not chosen from, so one beyond that bound is said, not a failed table (the pick's own cap still fails)."""
-    from jftzoo.bench.ensemble_select import select_ensembles
-    from jftzoo.errors import UsageError
+    from jftzoo.bench.ensemble_select import TooManySubsets, select_ensembles
 
     caps: dict[int, dict[str, Any]] = {n: {} for n in CAPS}
     unsearched: dict[int, dict[str, str]] = {n: {} for n in CAPS}
@@ -208,12 +207,11 @@ def searched_caps(records: list[dict[str, Any]], results: Path) -> tuple[dict[in
         for n in CAPS:
             try:
                 caps[n].update({str(c.protocol.get("groups")): c for c in select_ensembles(part, results, n)})
-            except UsageError as e:
+            except TooManySubsets as e:
                 if n == MAX_MEMBERS:
                     raise
-                m = re.search(r"over (\d+) rows is ([\d,]+) subsets to score \(at most ([\d,]+)\)", str(e))
-                unsearched[n][groups] = (f"{m[2]} subsets of {m[1]} rows, above the {m[3]} the library scores"
-                                         if m else str(e))
+                unsearched[n][groups] = (f"{e.subsets:,} subsets of {e.rows} rows, above the {e.limit:,} the "
+                                         "library scores")
     return caps, unsearched
 
 

@@ -153,8 +153,11 @@ def test_a_search_too_large_to_score_is_refused_with_the_largest_n_that_fits(tmp
 
     monkeypatch.setattr(es, "MAX_SUBSETS", 6)  # 3 rows: N=1 is 3 subsets, N=2 is 6, N=3 is 7
     folder = _store(tmp_path, ROWS)
-    with pytest.raises(UsageError, match=r"--select-ensemble 3 over 3 rows is 7 subsets .* --select-ensemble 2 or"):
+    with pytest.raises(UsageError, match=r"--select-ensemble 3 over 3 rows is 7 subsets .* --select-ensemble 2 or"
+                       ) as refused:
         select_ensembles(ResultStore(folder).records(), folder, max_members=3)
+    assert isinstance(refused.value, es.TooManySubsets)  # its counts as fields, for callers showing several caps
+    assert (refused.value.rows, refused.value.subsets, refused.value.limit, refused.value.fits) == (3, 7, 6, 2)
     res = CliRunner().invoke(cli, ["results", "show", "--results", str(folder), "--select-ensemble", "3"])
     assert res.exit_code == 2 and "take --select-ensemble 2 or fewer" in " ".join(res.stderr.split())
 

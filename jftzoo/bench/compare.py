@@ -52,12 +52,12 @@ def parse_selector(text: str) -> dict[str, str]:
     return out
 
 
-def training_fields() -> dict[str, Any]:
-    """The training fields a selector may name, with their defaults: not the per-run ones (seed, workers,
-    image_cache), which no stored configuration holds and which would match every row."""
+def training_fields() -> list[str]:
+    """The training fields a selector may name: not the per-run ones (seed, workers, image_cache), which no
+    stored configuration holds and which would match every row."""
     from jftzoo.train.config import RUNTIME_ONLY, field_defaults
 
-    return {k: v for k, v in field_defaults().items() if k not in RUNTIME_ONLY}
+    return [k for k in field_defaults() if k not in RUNTIME_ONLY]
 
 
 def row_field(row: dict[str, Any], key: str) -> Any:

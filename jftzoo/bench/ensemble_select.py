@@ -35,6 +35,16 @@ MAX_SUBSETS = 200_000  # exhaustive: ~0.2 ms a subset and split (MVSA, 452 recor
 Unit = tuple[Any, Any, Any]  # (split digest, fold, seed): one scored split (compare.split_unit)
 
 
+class TooManySubsets(UsageError):
+    """A search beyond MAX_SUBSETS, with its counts as fields, so a caller that shows several caps can say why
+    one was not searched without reading the message."""
+
+    def __init__(self, max_members: int, rows: int, subsets: int, limit: int, fits: int) -> None:
+        self.max_members, self.rows, self.subsets, self.limit, self.fits = max_members, rows, subsets, limit, fits
+        super().__init__(f"--select-ensemble {max_members} over {rows} rows is {subsets:,} subsets to score "
+                         f"(at most {limit:,}); take --select-ensemble {fits} or fewer")
+
+
 @dataclass
 class EnsembleChoice:
     """Validation's pick for one dataset and split protocol."""
@@ -130,8 +140,7 @@ def _select(group: list[dict[str, Any]], results_dir: Path, max_members: int, me
     if total > MAX_SUBSETS:
         fits = max((k for k in range(1, max_members + 1)
                     if sum(math.comb(len(complete), j) for j in range(1, k + 1)) <= MAX_SUBSETS), default=1)
-        raise UsageError(f"--select-ensemble {max_members} over {len(complete)} rows is {total:,} subsets to score "
-                         f"(at most {MAX_SUBSETS:,}); take --select-ensemble {fits} or fewer")
+        raise TooManySubsets(max_members, len(complete), total, MAX_SUBSETS, fits)
     loaded: dict[str, dict[Unit, dict[str, Predictions]]] = {}
     for h in complete:
         loaded[h] = {u: read_parts(results_dir, rows[h][u], ("val", "test")) for u in units}
