@@ -271,27 +271,45 @@ def run_task(cell: Cell, config: BenchConfig, encoders: Encoders, features: Any,
         train_s = time.perf_counter() - t_fit
         seen = len(train)
     else:
-        t_fit = time.perf_counter()
-        model, result, val_probs = train_and_validate(cell, config, encoders, features, labels, train, val, seed,
-                                                      emit, prefixes, test=test)
-        train_s = time.perf_counter() - t_fit
-        seen = len(train) * len(result.history)
+        from jftzoo.train.config import member_seeds
+
         batch = max(config.batch_size, 32)
         shared = features if cell.mode == "frozen" else None
         gates: list[Any] = []
-        gated = cell.fusion == "gated" and hasattr(model.head, "last_weights")
-        read_gates = (lambda m: gates.append(m.head.last_weights.cpu())) if gated else None
-        if result.prefix is not None:  # top-k: the test part's frozen prefix was cached with the others
-            probs = prefix_proba(model, result.prefix, "score", batch, on_batch=read_gates)
-        else:
-            probs = predict_proba(model, test, batch, shared, text_normalizer=tc.text_normalizer, on_batch=read_gates)
-        extra = {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
-                 **({"averaged_epochs": result.averaged_epochs} if result.averaged_epochs else {})}
+        members = member_seeds(seed, tc.seed_ensemble)  # [seed] without --seed-ensemble
+        results, val_runs, test_runs = [], [], []
+        train_s = 0.0
+        for member_seed in members:  # one split, models from different seeds: their probabilities are averaged
+            t_fit = time.perf_counter()
+            model, result, member_val = train_and_validate(cell, config, encoders, features, labels, train, val,
+                                                           member_seed, emit, prefixes, test=test)
+            train_s += time.perf_counter() - t_fit
+            gated = cell.fusion == "gated" and hasattr(model.head, "last_weights")
+            read_gates = (lambda m: gates.append(m.head.last_weights.cpu())) if gated else None
+            if result.prefix is not None:  # top-k: the test part's frozen prefix was cached with the others
+                member_test = prefix_proba(model, result.prefix, "score", batch, on_batch=read_gates)
+            else:
+                member_test = predict_proba(model, test, batch, shared, text_normalizer=tc.text_normalizer,
+                                            on_batch=read_gates)
+            if config.explain:  # never with an ensemble (grid.validate refuses it)
+                extra["explain"] = _explain(model, train, test, batch, shared, tc.text_normalizer)
+            results.append(result)
+            val_runs.append(member_val)  # (n_val, C)
+            test_runs.append(member_test)  # (n_test, C)
+            del model
+        val_probs, probs = val_runs[0], test_runs[0]
+        if len(members) > 1:  # (n, C) each, averaged record by record in float64
+            val_probs = np.mean([np.asarray(p, dtype=np.float64) for p in val_runs], axis=0)
+            probs = np.mean([np.asarray(p, dtype=np.float64) for p in test_runs], axis=0)
+        result = results[0]  # member 0 is the model a run without the ensemble trains
+        seen = len(train) * sum(len(r.history) for r in results)
+        extra.update({"best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
+                      **({"averaged_epochs": result.averaged_epochs} if result.averaged_epochs else {})})
+        if len(members) > 1:
+            extra["seed_ensemble"] = {"seeds": members, "best_epochs": [r.best_epoch for r in results],
+                                      "epochs_run": [len(r.history) for r in results]}
         if gates:  # mean gate weights (text, image) over the test records: how much each modality counted
             extra["gate_weights_test_mean"] = [float(x) for x in torch.cat(gates).mean(0)]
-        if config.explain:
-            extra["explain"] = _explain(model, train, test, batch, shared, tc.text_normalizer)
-        del model
     y_test, y_val = [index[r.label] for r in test], [index[r.label] for r in val]
     metrics = evaluate(y_test, probs, labels)
     val_metrics = evaluate(y_val, val_probs, labels)

@@ -137,6 +137,9 @@ def validate(config: BenchConfig) -> None:
         raise UsageError(f"Unknown --groups {config.groups!r}.{did} Choices: {', '.join(GROUPINGS)}.")
     if config.split_files and config.limit is not None:
         raise UsageError("--split-file names the records of a whole dataset; it cannot be combined with --limit")
+    if config.explain and config.train.get("seed_ensemble", 1) > 1:
+        raise UsageError("--explain attributes one model; an ensemble over seeds is several: leave --seed-ensemble "
+                         "off to explain, or --explain off to measure the ensemble")
 
 
 def expand(config: BenchConfig) -> list[Cell]:

@@ -76,6 +76,8 @@ def summarize(records: Iterable[dict[str, Any]], cells: Sequence[Any] = (),
         row["recipe"] = recipe_of(first)
         row["recipe_options"] = options_on_top(first, row["recipe"]) or None  # `--average-top 3` on the recipe
         row["train_config"] = first.get("train_config")  # one configuration: the same for every record
+        # models averaged on each split (--seed-ensemble; 1: one model); None where no configuration is stored
+        row["seed_ensemble"] = stored_field(row["train_config"], "seed_ensemble") if row["train_config"] else None
         row["jftzoo_version"] = first.get("jftzoo_version")
         row["outdated"] = first.get("jftzoo_version") != __version__
         row["groups"] = first.get("split", {}).get("groups", "none")
@@ -178,10 +180,19 @@ def encoder_label(name: str | None, weights: str | None) -> str:
     return f"{name} (random)" if weights == "random" else name
 
 
+def seed_ensemble_mark(train_config: Mapping[str, Any] | None) -> str:
+    """What a label adds for a configuration averaging several seeds' models (`--seed-ensemble`), so no table,
+    chart or ensemble member passes it off as one model: " (ensemble of 5 seeds)", else ""."""
+    n = stored_field(train_config, "seed_ensemble") if train_config else 1
+    return f" (ensemble of {n} seeds)" if n and n > 1 else ""
+
+
 def distinct_labels(labels: Mapping[str, tuple[str, str | None, Mapping[str, Any] | None]]) -> dict[str, str]:
     """Each configuration's label (config hash -> (label, its named recipe or None, its stored train config or
-    None)), told apart where two share one: by the recipe's name, then by the training fields in which they
-    differ (at most two, e.g. `concat (average_top=3)`), then, where that is not enough, by the hash."""
+    None)), marked where it is an ensemble over seeds, and told apart where two share one: by the recipe's name,
+    then by the training fields in which they differ (at most two, e.g. `concat (average_top=3)`), then, where
+    that is not enough, by the hash."""
+    labels = {h: (label + seed_ensemble_mark(config), recipe, config) for h, (label, recipe, config) in labels.items()}
     counts = Counter(label for label, _, _ in labels.values())
     named = {h: f"{label} ({recipe})" if counts[label] > 1 and recipe else label
              for h, (label, recipe, _) in labels.items()}
@@ -223,7 +234,7 @@ def config_label(row: dict[str, Any]) -> str:
 def fusion_label(row: dict[str, Any]) -> str:
     status = "" if row["status"] == "ok" else f" ({row['status']})"
     old = f" (jftzoo {row.get('jftzoo_version') or '0.1.0 or older'})" if row.get("outdated") else ""
-    return f"{row['fusion']}{status}{old}"
+    return f"{row['fusion']}{seed_ensemble_mark(row.get('train_config'))}{status}{old}"
 
 
 def splits_label(row: dict[str, Any]) -> str:
@@ -299,7 +310,8 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    fields = [*ROW_KEYS, "config_hash", "recipe", "recipe_options", "jftzoo_version", "outdated", "groups", "split",
+    fields = [*ROW_KEYS, "config_hash", "recipe", "recipe_options", "seed_ensemble", "jftzoo_version", "outdated",
+              "groups", "split",
               "n_splits",
               "n_seeds", "nan_folds", *(f"{p}{m}_{s}" for p in ("", "val_") for m in SCORES
                              for s in ("mean", "std", "ci95_low", "ci95_high")), "wall_s", "samples_per_s", "status"]

@@ -214,6 +214,9 @@ def run_tuning(tuning: Tuning, trials: int | None, timeout: float | None, progre
     from jftzoo.train.prefix import PrefixStore
     from jftzoo.train.trainer import carve_validation
 
+    if tuning.config.train.get("seed_ensemble", 1) > 1:
+        raise UsageError("a study scores one model per trial: leave seed_ensemble at 1 (measure an ensemble of "
+                         "the tuned configuration with `jftzoo bench --seed-ensemble N`)")
     emit = progress or (lambda event: None)
     # The CLI shows progress and errors; the library never prints. ERROR, not WARNING: Optuna logs an interrupted
     # or failed trial as a warning with its traceback, and the caller reports that failure itself.

@@ -43,7 +43,8 @@ def speed_options(command: Any) -> Any:
 
 
 RECIPE_FIELDS = ("recipe", "scheduler", "warmup_ratio", "layer_decay", "label_smoothing", "class_weight",
-                 "modality_dropout", "augment", "ema", "monitor", "patience", "text_normalizer", "average_top")
+                 "modality_dropout", "augment", "ema", "monitor", "patience", "text_normalizer", "average_top",
+                 "seed_ensemble")
 
 
 def recipe_options(command: Any) -> Any:
@@ -86,6 +87,9 @@ def recipe_options(command: Any) -> Any:
         click.option("--average-top", type=click.IntRange(min=1),
                      help="Keep the greedy soup of the N best epochs' weights (averaged where validation "
                           "does not drop; AutoGluon's default is 3). [1: the best epoch]"),
+        click.option("--seed-ensemble", type=click.IntRange(min=1),
+                     help="bench: train N models from different seeds on each split and average their "
+                          "probabilities (a row labelled as an ensemble; N times the training). [1]"),
     )):
         wrapper = option(wrapper)
     return wrapper
@@ -108,6 +112,15 @@ def recipe_defaults(recipe: dict[str, Any], modes: Sequence[str], top_k: int,
     if most is not None and ctx.get_parameter_source("epochs") is ParameterSource.DEFAULT:
         epochs = most
     return recipe, modes, top_k, epochs
+
+
+def refuse_seed_ensemble(recipe: dict[str, Any], command: str) -> None:
+    """`--seed-ensemble` is measured by `jftzoo bench`; a command that keeps or scores one model says so."""
+    if recipe.get("seed_ensemble", 1) > 1:
+        why = {"train": "saves one model", "tune": "scores one model per trial"}[command]
+        raise UsageError(f"--seed-ensemble {recipe['seed_ensemble']}: jftzoo {command} {why}. Measure an "
+                         f"ensemble over seeds with `jftzoo bench --seed-ensemble {recipe['seed_ensemble']}` "
+                         "(the same options); leave --seed-ensemble off here.")
 
 
 def speed_fields(workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool,

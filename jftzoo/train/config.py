@@ -57,18 +57,21 @@ class TrainConfig:
     monitor: str = "loss"  # validation figure for early stopping and the best epoch: loss | accuracy | f1_macro |...
     text_normalizer: str = "none"  # none | tweet (jftzoo.datasets.tweets), applied in fit and predict
     average_top: int = 1  # keep the greedy soup of this many best epochs' weights (recipe.CheckpointSoup); 1: the best
+    seed_ensemble: int = 1  # bench: this many models from different seeds on one split, probabilities averaged
 
     def __post_init__(self) -> None:
         check_scheduler(self.scheduler)
         if self.average_top < 1:
             raise UsageError(f"average_top must be at least 1 (1: keep the best epoch), got {self.average_top}")
+        if self.seed_ensemble < 1:
+            raise UsageError(f"seed_ensemble must be at least 1 (1: one model), got {self.seed_ensemble}")
 
 
 # Recipe fields added in 0.3: at these values training is exactly what it was before them, so they
 # enter an identity only when set otherwise (earlier results keep their configuration hashes).
 ADDED_LATER = {"layer_decay": None, "label_smoothing": 0.0, "class_weight": "none", "modality_dropout": 0.0,
                "augment": False, "ema": None, "monitor": "loss", "text_normalizer": "none",
-               "frozen_backend": "pytorch", "average_top": 1}
+               "frozen_backend": "pytorch", "average_top": 1, "seed_ensemble": 1}
 
 
 def config_identity(config: TrainConfig) -> dict[str, Any]:
@@ -100,6 +103,12 @@ def as_option(name: str, value: Any) -> str:
             return "" if value else f"--no-{flag[2:]}"
         return flag if value else ""
     return f"{flag} {value!r}" if isinstance(value, float) else f"{flag} {value}"
+
+
+def member_seeds(seed: int, size: int) -> list[int]:
+    """The training seeds of a seed ensemble's members on the split of `seed`: the first is `seed` itself, so
+    member 0 is the model a run without the ensemble trains; the others are far from any split seed in use."""
+    return [seed + 1000 * m for m in range(size)]
 
 
 def check_scheduler(name: str) -> None:
