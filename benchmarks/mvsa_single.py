@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jftzoo.bench.report import device_label  # where a record ran: CPU or the GPU's model
+from jftzoo.bench.report import device_label, seed_ensemble_mark  # where a record ran; "(ensemble of N seeds)"
 from jftzoo.train.config import field_defaults  # what a record's absent train-config field was
 from jftzoo.train.presets import fields_beyond, has_recipe, options_text  # a record's recipe and options on top
 
@@ -71,7 +71,8 @@ def recipe_name(record: dict[str, Any]) -> str | None:
 def row_name(record: dict[str, Any]) -> str:
     """A row's name in prose: mode and head, and its recipe where it has a named one."""
     recipe = recipe_name(record)
-    return f"{record['mode']} {record['fusion']}" + (f" ({recipe})" if recipe else "")
+    return (f"{record['mode']} {record['fusion']}{seed_ensemble_mark(record.get('train_config'))}"
+            + (f" ({recipe})" if recipe else ""))
 
 
 def readable(line: str, by_hash: dict[str, list[dict[str, Any]]]) -> str:
@@ -288,7 +289,8 @@ def main() -> None:
             first = by_hash[r["config_hash"]][0]
             made = trained(by_hash[r["config_hash"]], by_key)
             minutes = train_minutes(made)
-            lines.append(f"| {r['mode']} | {r['fusion']} | {setting(first)} | {r['n_seeds']} | "
+            head = r["fusion"] + seed_ensemble_mark(r["train_config"])
+            lines.append(f"| {r['mode']} | {head} | {setting(first)} | {r['n_seeds']} | "
                          f"{fmt(r, 'accuracy')} | {fmt(r, 'f1_weighted')} | {fmt(r, 'f1_macro')} | {fmt(r, 'auc')} | "
                          f"{fmt(r, 'val_accuracy')} | {minutes} | {ran_on(made)} |")
         lines.append("")
@@ -314,7 +316,8 @@ def main() -> None:
             c["groups"], c["setting"] = groups, setting(a[0])
             comparisons.append(c)
             where = "" if ran_on(trained(a, by_key)) == "CPU" else f", {ran_on(trained(a, by_key))}"
-            rows_cmp.append(f"| {r['mode']} {r['fusion']} ({c['setting']}{where}) | {c['a_mean']:.3f} | "
+            head = r["fusion"] + seed_ensemble_mark(r["train_config"])
+            rows_cmp.append(f"| {r['mode']} {head} ({c['setting']}{where}) | {c['a_mean']:.3f} | "
                             f"{c['b_mean']:.3f} | {c['diff']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | "
                             f"{c['p_value']:.3f} | "
                             f"{c['n_pairs']} ({c['n_splits']}) |")

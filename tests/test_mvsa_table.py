@@ -233,3 +233,14 @@ def test_an_ensemble_members_hash_tag_reads_as_its_recipe_in_the_tables_prose():
                           "--text-normalizer none --lr-head 0.001)", {}) == \
         ("joint concat (`--recipe best`) + joint concat (`--recipe best --average-top 3`) + top-k concat (`--recipe "
          "fast --text-normalizer none --lr-head 0.001`)")
+
+
+def test_a_seed_ensemble_reads_as_an_ensemble_in_the_tables_prose():
+    plain = {"mode": "frozen", "fusion": "concat", "train_config": {"mode": "frozen"}}
+    ensemble = {**plain, "train_config": {"mode": "frozen", "seed_ensemble": 5}}
+    assert table.row_name(plain) == "frozen concat"
+    assert table.row_name(ensemble) == "frozen concat (ensemble of 5 seeds)"
+    by_hash = {"f": [{**r, **plain} for r in _records("f", {0: 0.70, 1: 0.70}, {0: 0.7, 1: 0.7})],
+               "e": [{**r, **ensemble} for r in _records("e", {0: 0.75, 1: 0.75}, {0: 0.7, 1: 0.7})]}
+    line = table.chosen_on_validation([_row("f", "frozen", "concat"), _row("e", "frozen", "concat")], by_hash)
+    assert "frozen concat (ensemble of 5 seeds) (+1 of 1 pairs), then frozen concat (-1)." in line
