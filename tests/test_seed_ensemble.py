@@ -126,3 +126,12 @@ def test_a_size_below_1_is_refused():
 
     with pytest.raises(UsageError, match="seed_ensemble must be at least 1"):
         TrainConfig(seed_ensemble=0)
+
+
+def test_the_estimator_refuses_an_ensemble_rather_than_train_one_model():
+    from jftzoo.errors import UsageError
+    from jftzoo.train.classifier import FusionClassifier
+
+    with pytest.raises(UsageError, match=r"--seed-ensemble 3: jftzoo train \(FusionClassifier\) keeps one model"):
+        FusionClassifier("minilm", "efficientnet_lite0", "concat", seed_ensemble=3)
+    assert FusionClassifier("minilm", "efficientnet_lite0", "concat", seed_ensemble=1).train_config.seed_ensemble == 1

@@ -22,7 +22,7 @@ from typing import Any
 
 from jftzoo.bench.grid import BenchConfig, cell_for
 from jftzoo.errors import UsageError
-from jftzoo.train.config import as_option
+from jftzoo.train.config import as_option, refuse_seed_ensemble
 
 
 @dataclass(frozen=True)
@@ -214,9 +214,7 @@ def run_tuning(tuning: Tuning, trials: int | None, timeout: float | None, progre
     from jftzoo.train.prefix import PrefixStore
     from jftzoo.train.trainer import carve_validation
 
-    if tuning.config.train.get("seed_ensemble", 1) > 1:
-        raise UsageError("a study scores one model per trial: leave seed_ensemble at 1 (measure an ensemble of "
-                         "the tuned configuration with `jftzoo bench --seed-ensemble N`)")
+    refuse_seed_ensemble(tuning.config.train, "tune")
     emit = progress or (lambda event: None)
     # The CLI shows progress and errors; the library never prints. ERROR, not WARNING: Optuna logs an interrupted
     # or failed trial as a warning with its traceback, and the caller reports that failure itself.

@@ -96,20 +96,21 @@ def train_cmd(image_root: str | None,
     from jftzoo.fusion.registry import get_fusion_spec
     from jftzoo.registry import get_spec
     from jftzoo.train.classifier import FusionClassifier
+    from jftzoo.train.config import refuse_seed_ensemble
     from jftzoo.train.metrics import evaluate
 
     get_spec(text), get_spec(vision), get_fusion_spec(fusion)  # usage errors before any work
+    refuse_seed_ensemble(recipe, "train")  # FusionClassifier's own check, before the dataset loads
     check_device(device)
     ds = load_dataset(data, on_bad=on_bad, on_missing=on_missing, label_policy=label_policy, image_root=image_root)
 
     # Only options the user gave override the head's preset (attention-paper: the released recipe);
     # a --recipe's fields come first, the options given beside it over them.
-    from jftzoo.cli.training_options import recipe_defaults, refuse_seed_ensemble, speed_fields
+    from jftzoo.cli.training_options import recipe_defaults, speed_fields
     from jftzoo.datasets.registry import train_defaults
     from jftzoo.fusion.registry import apply_train_preset
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
-    refuse_seed_ensemble(recipe, "train")
     min_epochs = min_epochs or recipe.pop("min_epochs", None)
     defaults = train_defaults(data, reads_text="text" in get_fusion_spec(fusion).modalities)
     rates = {k: v for k, v in (("lr_encoder", lr_encoder), ("lr_head", lr_head)) if v is not None}

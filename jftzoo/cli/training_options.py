@@ -114,15 +114,6 @@ def recipe_defaults(recipe: dict[str, Any], modes: Sequence[str], top_k: int,
     return recipe, modes, top_k, epochs
 
 
-def refuse_seed_ensemble(recipe: dict[str, Any], command: str) -> None:
-    """`--seed-ensemble` is measured by `jftzoo bench`; a command that keeps or scores one model says so."""
-    if recipe.get("seed_ensemble", 1) > 1:
-        why = {"train": "saves one model", "tune": "scores one model per trial"}[command]
-        raise UsageError(f"--seed-ensemble {recipe['seed_ensemble']}: jftzoo {command} {why}. Measure an "
-                         f"ensemble over seeds with `jftzoo bench --seed-ensemble {recipe['seed_ensemble']}` "
-                         "(the same options); leave --seed-ensemble off here.")
-
-
 def speed_fields(workers: int | None, no_prefix_cache: bool, prefix_dtype: str, no_bucketing: bool,
                    image_cache: bool = False, frozen_backend: str = "pytorch") -> dict:
     """TrainConfig fields of the speed options that differ from their defaults (docs/speed.md)."""

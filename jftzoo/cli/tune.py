@@ -114,10 +114,9 @@ def tune_cmd(data: str, text: str, vision: str, fusions: Sequence[str], mode: st
     from jftzoo.bench.grid import BenchConfig, validate
     from jftzoo.bench.tune import Tuning, bench_command, best_config, default_space, parse_param, run_tuning
     from jftzoo.cache_layouts import embedding_cache
-    from jftzoo.cli.training_options import recipe_defaults, refuse_seed_ensemble, speed_fields
+    from jftzoo.cli.training_options import recipe_defaults, speed_fields
 
     recipe, mode, top_k, epochs = recipe_defaults(recipe, mode, top_k, epochs)
-    refuse_seed_ensemble(recipe, "tune")
     train = {**recipe, **speed_fields(workers, no_prefix_cache, prefix_dtype, no_bucketing, image_cache,
                                         frozen_backend)}
     config = BenchConfig(data=[data], text=[text], vision=[vision], fusion=split_commas(fusions) or ["concat"],

@@ -74,7 +74,7 @@ class FusionClassifier:
         **train: Any,
     ) -> None:
         from jftzoo.fusion.registry import apply_train_preset
-        from jftzoo.train.config import TrainConfig
+        from jftzoo.train.config import TrainConfig, refuse_seed_ensemble
 
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(train) - known)
@@ -86,6 +86,7 @@ class FusionClassifier:
         if bad:
             raise UsageError(f"fusion head {fusion!r} presets unknown training option(s) {', '.join(bad)}")
         effective.pop("mode", None)  # the mode is the caller's choice
+        refuse_seed_ensemble(effective, "train")
         self.text, self.vision, self.fusion, self.mode = text, vision, fusion, mode
         self.pretrained, self.text_weights, self.vision_weights = pretrained, text_weights, vision_weights
         self.head_options = dict(head or {})

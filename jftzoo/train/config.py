@@ -111,6 +111,18 @@ def member_seeds(seed: int, size: int) -> list[int]:
     return [seed + 1000 * m for m in range(size)]
 
 
+ONE_MODEL = {"train": "jftzoo train (FusionClassifier) keeps one model", "tune": "jftzoo tune scores one model a trial"}
+
+
+def refuse_seed_ensemble(options: Mapping[str, Any], where: str) -> None:
+    """`seed_ensemble` is measured by `jftzoo bench`; what keeps or scores one model (ONE_MODEL) refuses it rather
+    than train one model silently."""
+    n = options.get("seed_ensemble", 1)
+    if n > 1:
+        raise UsageError(f"--seed-ensemble {n}: {ONE_MODEL[where]}. Measure an ensemble over seeds with `jftzoo "
+                         f"bench --seed-ensemble {n}` (the same options); leave --seed-ensemble off here.")
+
+
 def check_scheduler(name: str) -> None:
     """Fail on an unknown schedule before any model is built or trained."""
     if name not in SCHEDULERS:
